@@ -1,0 +1,182 @@
+"""The apply engine: make a `NetSpec` real, check it, remove it.
+
+`apply` creates links, addresses, sysctls, the NAT ruleset and the DHCP service in that
+order and pushes one undo step per change onto a `Journal`; if anything fails the caller
+rolls the journal back and the pod is as it was (only what this ADD changed is undone: a
+pre-existing link that collides is left alone). `remove` is DEL's tolerant teardown by name,
+from the spec alone; `check` lists every way the pod differs from the spec.
+
+May import: netplug.ops, netplug.render, netplug.model, netplug.errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from netplug.errors import LinkConflict, NetplugError
+from netplug.model.netspec import NetSpec
+from netplug.ops import dhcp, link, netns, nft, sysctl
+from netplug.render.dnsmasq import render_dhcp
+from netplug.render.nftables import render_nat
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceFiles:
+    """Where the attachment's DHCP service keeps its files (chosen by the state store)."""
+
+    conf: str
+    pid: str
+    leases: str
+    log: str
+
+
+class Journal:
+    """Undo steps, run in reverse on rollback; a failing undo step does not stop the rest."""
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[str, Callable[[], object]]] = []
+
+    def push(self, what: str, undo: Callable[[], object]) -> None:
+        self._steps.append((what, undo))
+
+    def rollback(self) -> None:
+        while self._steps:
+            what, undo = self._steps.pop()
+            try:
+                undo()
+                log.info("rolled back: %s", what)
+            except Exception as exc:  # keep undoing the rest
+                log.error("rollback of %s failed: %s", what, exc)
+
+
+def _no_checkpoint(step: str) -> None:
+    return None
+
+
+def _in_netns(path: str, fn: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        if netns.exists(path):
+            with netns.entered(path):
+                fn()
+    return run
+
+
+def _delete_link(path: str, name: str) -> Callable[[], None]:
+    def delete() -> None:
+        with link.session() as links:
+            links.delete(name)
+    return _in_netns(path, delete)
+
+
+def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
+          checkpoint: Callable[[str], None] = _no_checkpoint) -> None:
+    with netns.entered(spec.netns), link.session() as links:
+        for wanted in spec.links:
+            if links.get(wanted.name) is not None:
+                raise LinkConflict(f'link "{wanted.name}" already exists in the pod netns {spec.netns}')
+        for wanted in spec.links:
+            if wanted.kind == "bridge":
+                links.create_bridge(wanted.name, wanted.mac, wanted.mtu)
+            else:
+                links.create_tap(wanted.name, wanted.mac, wanted.mtu, uid=wanted.owner_uid,
+                                 gid=wanted.owner_gid, multi_queue=wanted.multi_queue)
+            journal.push(f"link {wanted.name}", _delete_link(spec.netns, wanted.name))
+            checkpoint(f"link:{wanted.name}")
+            if wanted.master:
+                links.set_master(wanted.name, wanted.master)
+            for address in wanted.addresses:
+                links.add_address(wanted.name, address)
+            links.set_up(wanted.name)
+
+        for key in spec.sysctls:
+            sysctl.write(key.key, key.value)
+            if key.restore is not None and key.restore != key.value:
+                journal.push(f"sysctl {key.key}", _in_netns(spec.netns, lambda k=key: sysctl.write(k.key, k.restore)))
+        checkpoint("sysctls")
+
+        for nat in spec.nat:
+            journal.push(f"nft table {nat.family} {nat.table}",
+                         _in_netns(spec.netns, lambda n=nat: nft.delete_table(n.family, n.table)))
+            nft.load(render_nat(nat))
+            checkpoint(f"nft:{nat.family}")
+
+        if spec.dhcp is not None:
+            config = render_dhcp(spec.dhcp, pid_file=files.pid, lease_file=files.leases, log_file=files.log)
+            journal.push("dhcp service", lambda: dhcp.stop(files.conf, files.pid))
+            dhcp.start(config, files.conf, files.pid)
+            checkpoint("dhcp")
+
+
+def ensure_service(spec: NetSpec, files: ServiceFiles) -> bool:
+    """Start the DHCP service of an applied spec unless it runs; True if it had to start it."""
+    if spec.dhcp is None or dhcp.running(files.conf, files.pid) is not None:
+        return False
+    config = render_dhcp(spec.dhcp, pid_file=files.pid, lease_file=files.leases, log_file=files.log)
+    with netns.entered(spec.netns):
+        dhcp.start(config, files.conf, files.pid)
+    return True
+
+
+def remove(spec: NetSpec, files: ServiceFiles) -> list[str]:
+    """Tear down everything `spec` names; tolerant of what is already gone. What was removed."""
+    removed: list[str] = []
+    if dhcp.stop(files.conf, files.pid):
+        removed.append("dhcp service")
+    if not netns.exists(spec.netns):
+        return removed  # links, rules and sysctls went with the namespace
+    try:
+        with netns.entered(spec.netns):
+            for nat in spec.nat:
+                if nft.delete_table(nat.family, nat.table):
+                    removed.append(f"nft table {nat.family} {nat.table}")
+            with link.session() as links:
+                for wanted in reversed(spec.links):
+                    if links.delete(wanted.name):
+                        removed.append(f"link {wanted.name}")
+            for key in spec.sysctls:
+                if key.restore is not None and sysctl.read(key.key) == key.value:
+                    sysctl.write(key.key, key.restore)
+                    removed.append(f"sysctl {key.key}={key.restore}")
+    except NetplugError as exc:
+        if netns.exists(spec.netns):
+            raise
+        log.info("netns %s vanished during teardown (%s)", spec.netns, exc.msg)
+    return removed
+
+
+def check(spec: NetSpec, files: ServiceFiles) -> list[str]:
+    """Every difference between the pod and `spec`; empty when all is as ADD made it."""
+    problems: list[str] = []
+    with netns.entered(spec.netns):
+        with link.session() as links:
+            for wanted in spec.links:
+                have = links.get(wanted.name)
+                if have is None:
+                    problems.append(f"link {wanted.name} is missing")
+                    continue
+                kind = "tun" if wanted.kind == "tap" else wanted.kind
+                if have.kind != kind:
+                    problems.append(f"link {wanted.name} is a {have.kind}, not a {kind}")
+                if wanted.mtu and have.mtu != wanted.mtu:
+                    problems.append(f"link {wanted.name} has MTU {have.mtu}, want {wanted.mtu}")
+                if wanted.master and have.master != wanted.master:
+                    problems.append(f"link {wanted.name} is attached to {have.master}, want {wanted.master}")
+                if not have.up:
+                    problems.append(f"link {wanted.name} is down")
+                for address in wanted.addresses:
+                    if address not in have.addresses:
+                        problems.append(f"link {wanted.name} lacks address {address}")
+        for key in spec.sysctls:
+            value = sysctl.read(key.key)
+            if value != key.value:
+                problems.append(f"sysctl {key.key} is {value}, want {key.value}")
+        for nat in spec.nat:
+            if not nft.table_exists(nat.family, nat.table):
+                problems.append(f"nft table {nat.family} {nat.table} is missing")
+    if spec.dhcp is not None and dhcp.running(files.conf, files.pid) is None:
+        problems.append(f"DHCP service on {spec.dhcp.interface} is not running")
+    return problems

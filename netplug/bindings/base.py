@@ -1,0 +1,82 @@
+"""What every binding plans with: the context the handler observed, and the plan it returns.
+
+A binding is one module with one plan function `plan_<name>(conf, ctx) -> AttachmentPlan`.
+It decides; it never touches the kernel. The handler observes the pod (pod interface,
+sysctls, resolv.conf text, an IPAM result), builds a `BindingContext`, and applies the
+`AttachmentPlan.netspec` the binding returns; `AttachmentPlan.result` is the CNI result.
+
+May import: netplug.model, netplug.naming, netplug.render, the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from netplug.model.cni import Result
+from netplug.model.netspec import NetSpec, PodInterface
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$")
+
+
+@dataclass
+class BindingContext:
+    container_id: str
+    ifname: str
+    netns: str
+    pod_interface: PodInterface
+    prev_result: Result | None = None
+    #: result of the delegated IPAM plugin, when the config has `ipam`
+    ipam_result: Result | None = None
+    #: text of the pod's resolv.conf ("" when there is none)
+    resolv_conf: str = ""
+    #: CNI_ARGS (K8S_POD_NAME, K8S_POD_NAMESPACE, ...)
+    args: dict[str, str] = field(default_factory=dict)
+    #: current values of the sysctls a binding may change, so DEL can restore them
+    sysctls: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AttachmentPlan:
+    netspec: NetSpec
+    result: Result
+
+
+@dataclass
+class ResolvConf:
+    nameservers: list[str]
+    search: list[str]
+    domain: str | None
+
+
+def parse_resolv_conf(text: str) -> ResolvConf:
+    """Nameservers and search domains a guest can use: loopback servers (a pod's local
+    stub resolver) are unreachable from the VM and dropped; invalid domains are dropped."""
+    servers: list[str] = []
+    search: list[str] = []
+    domain = None
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(words) < 2:
+            continue
+        if words[0] == "nameserver":
+            try:
+                addr = ipaddress.ip_address(words[1].split("%", 1)[0])
+            except ValueError:
+                continue
+            if not addr.is_loopback and str(addr) not in servers:
+                servers.append(str(addr))
+        elif words[0] == "search":
+            search = [d.rstrip(".") for d in words[1:] if _DOMAIN.match(d)]
+        elif words[0] == "domain" and _DOMAIN.match(words[1]):
+            domain = words[1].rstrip(".")
+    return ResolvConf(servers, search, domain)
+
+
+def derived_mac(prefix: int, *parts: str) -> str:
+    """A locally administered unicast MAC that is stable for the same inputs."""
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    octets = [prefix & 0xFE | 0x02, *digest[:5]]
+    return ":".join(f"{o:02x}" for o in octets)

@@ -1,0 +1,191 @@
+"""The CNI protocol, without I/O: environment checks, config loading, binding config merge.
+
+What the Go `skel` package does before a plugin's cmdAdd/cmdDel runs, in the same order and
+with the same error codes: required variables per verb (code 4, naming them), the config
+decoded and its version checked (codes 6, 7, 1), the container ID charset and the interface
+name rules (code 4). On top, `load_binding` turns the config into the binding's model with
+the priority the reference plugins use: runtimeConfig > args.cni > CNI_ARGS > the config.
+
+May import: pydantic, netplug.errors, netplug.model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from netplug.errors import (
+    DecodeFailure,
+    IncompatibleVersion,
+    InvalidConfig,
+    InvalidEnvironment,
+    UnsupportedField,
+)
+from netplug.model.cni import LATEST, SUPPORTED_VERSIONS, at_least, require_supported
+from netplug.model.netconf import BINDING_MODELS, BindingBase, validate_ifname
+
+COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
+#: largest config accepted on stdin; NADs and chained configs are a few KiB
+MAX_CONFIG_BYTES = 1 << 20
+
+_REQUIRED = {
+    "CNI_CONTAINERID": ("ADD", "DEL", "CHECK"),
+    "CNI_NETNS": ("ADD", "CHECK"),
+    "CNI_IFNAME": ("ADD", "DEL", "CHECK"),
+    "CNI_PATH": ("ADD", "DEL", "CHECK", "GC"),
+}
+_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+_NETNS_PATH = re.compile(r"^(/proc/[0-9]+(/task/[0-9]+)?/ns/net|/(var/)?run/netns/[A-Za-z0-9_.\-]+)$")
+
+#: keys the runtime (libcni, Multus) puts into a plugin's config; never binding fields
+_RUNTIME_KEYS = {
+    "prevResult", "runtimeConfig", "args", "capabilities", "cniVersions", "disableCheck",
+    "disableGC", "deviceID", "pciBusID", "logLevel", "logFile",
+}
+
+
+@dataclass
+class Request:
+    """One CNI invocation: the verb, its environment and the decoded config."""
+
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: dict[str, str] = field(default_factory=dict)
+    path: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return self.config.get("cniVersion", LATEST)
+
+
+def parse_cni_args(text: str) -> dict[str, str]:
+    """`K1=V1;K2=V2` as the reference parser reads it: one `=` per pair."""
+    args: dict[str, str] = {}
+    for pair in filter(None, text.split(";")):
+        key, sep, value = pair.partition("=")
+        if not sep or "=" in value or not key:
+            raise InvalidEnvironment(f'CNI_ARGS: invalid pair "{pair}" (want KEY=VALUE)')
+        args[key] = value
+    return args
+
+
+def decode_config(stdin: bytes) -> dict:
+    if len(stdin) > MAX_CONFIG_BYTES:
+        raise InvalidConfig(
+            f"config on stdin is {len(stdin)} bytes; netplug accepts at most {MAX_CONFIG_BYTES}"
+        )
+    try:
+        text = stdin.decode("utf-8")
+        config = json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise DecodeFailure(f"config on stdin is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise DecodeFailure("config on stdin is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise DecodeFailure(f"config on stdin is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(config, dict):
+        raise DecodeFailure(f"config on stdin must be a JSON object, got {type(config).__name__}")
+    return config
+
+
+def version_reply(stdin: bytes) -> dict:
+    """The VERSION answer; echoes the asked version when netplug supports it (spec)."""
+    asked = LATEST
+    try:
+        config = json.loads(stdin.decode("utf-8") or "{}")
+        if isinstance(config, dict) and config.get("cniVersion") in SUPPORTED_VERSIONS:
+            asked = config["cniVersion"]
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        pass
+    return {"cniVersion": asked, "supportedVersions": list(SUPPORTED_VERSIONS)}
+
+
+def parse_request(env: dict[str, str], stdin: bytes) -> Request:
+    """Validate env and config the way the Go skel does; VERSION needs neither."""
+    command = env.get("CNI_COMMAND", "")
+    if command not in COMMANDS:
+        raise InvalidEnvironment(f'unknown CNI_COMMAND "{command}"; expected one of {list(COMMANDS)}')
+    request = Request(command=command)
+    if command == "VERSION":
+        return request
+    missing = [name for name, verbs in _REQUIRED.items() if command in verbs and not env.get(name)]
+    if missing:
+        raise InvalidEnvironment(f"required env variables {missing} missing")
+
+    request.config = decode_config(stdin)
+    version = request.config.get("cniVersion")
+    if not isinstance(version, str) or not version:
+        raise InvalidConfig("config: cniVersion is required")
+    require_supported(version)
+    if command == "CHECK" and not at_least(version, "0.4.0"):
+        raise IncompatibleVersion(f'config version "{version}" does not allow CHECK (needs 0.4.0 or later)')
+    if command in ("STATUS", "GC") and not at_least(version, "1.1.0"):
+        raise IncompatibleVersion(f'config version "{version}" does not allow {command} (needs 1.1.0)')
+
+    request.container_id = env.get("CNI_CONTAINERID", "")
+    if request.container_id and not _CONTAINER_ID.match(request.container_id):
+        raise InvalidEnvironment(
+            f'CNI_CONTAINERID "{request.container_id}" has invalid characters '
+            "(allowed: letters, digits, _ . -; first a letter or digit)"
+        )
+    request.ifname = env.get("CNI_IFNAME", "")
+    if request.ifname:
+        try:
+            validate_ifname(request.ifname)
+        except ValueError as exc:
+            raise InvalidEnvironment(f"CNI_IFNAME: {exc}") from None
+    request.netns = env.get("CNI_NETNS", "")
+    if request.netns and not _NETNS_PATH.match(request.netns):
+        raise InvalidEnvironment(
+            f'CNI_NETNS "{request.netns}" is not a network namespace path '
+            "(want /proc/<pid>/ns/net or /run/netns/<name>)"
+        )
+    request.args = parse_cni_args(env.get("CNI_ARGS", ""))
+    request.path = [p for p in env.get("CNI_PATH", "").split(":") if p]
+    return request
+
+
+def load_binding(request: Request) -> BindingBase:
+    """The binding's config model, merged from config, CNI_ARGS, args.cni and runtimeConfig."""
+    config = request.config
+    binding = config.get("binding")
+    model = BINDING_MODELS.get(binding) if isinstance(binding, str) else None
+    if model is None:
+        raise InvalidConfig(
+            f'config: unknown binding "{binding}"; netplug knows {sorted(BINDING_MODELS)}'
+        )
+    merged = {k: v for k, v in config.items() if k not in _RUNTIME_KEYS and not k.startswith("cni.dev/")}
+    fields = set(model.model_fields)
+    if "MAC" in request.args:
+        merged["mac"] = request.args["MAC"]
+    for source_name in ("args", "runtimeConfig"):
+        source = config.get(source_name) or {}
+        if not isinstance(source, dict):
+            raise InvalidConfig(f"config: {source_name} must be an object")
+        if source_name == "args":
+            source = source.get("cni") or {}
+            if not isinstance(source, dict):
+                raise InvalidConfig("config: args.cni must be an object")
+        # args and runtimeConfig may carry keys for other plugins: take only ours.
+        merged.update({k: v for k, v in source.items() if k in fields and k not in ("binding", "type", "cniVersion", "name")})
+    try:
+        return model.model_validate(merged)
+    except ValidationError as exc:
+        raise _config_error(exc, merged) from None
+
+
+def _config_error(exc: ValidationError, merged: dict) -> InvalidConfig | UnsupportedField:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        value = json.dumps(merged.get(first["loc"][0]))[:80] if first["loc"] else ""
+        return UnsupportedField(f'config: unsupported field "{where}" (value {value})')
+    value = json.dumps(first.get("input"), default=str)[:80]
+    message = first["msg"].removeprefix("Value error, ")
+    return InvalidConfig(f"config: {where}: {message} (value {value})")

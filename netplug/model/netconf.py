@@ -1,0 +1,151 @@
+"""Binding configuration: what a user (or the controller) writes into the netplug CNI config.
+
+`{"type": "netplug", "binding": "masquerade", "vmInterface": NAME, ...}`, as a plugin chained
+after the primary CNI or as its own Multus delegate. Field names follow KubeVirt (`ports`,
+`vmNetworkCIDR`, `macAddress` is `mac` as in the CNI `mac` capability). One model per
+binding; `BINDING_MODELS` maps the `binding` key to its model: the one dispatch point.
+
+May import: pydantic, netaddr, netplug.errors, netplug.model.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+import netaddr
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IFNAME_MAX = 15
+
+
+def validate_ifname(value: str) -> str:
+    """The Go skel's interface name rules: 1-15 chars, not . or .., no / : or whitespace."""
+    if not value or len(value) > IFNAME_MAX:
+        raise ValueError(f'interface name "{value}" must be 1 to {IFNAME_MAX} characters')
+    if value in (".", "..") or any(c in value for c in "/:") or any(c.isspace() for c in value):
+        raise ValueError(f'interface name "{value}" may not be "." or ".." or contain "/", ":" or spaces')
+    return value
+
+
+def validate_unicast_mac(value: str) -> str:
+    try:
+        mac = netaddr.EUI(value, version=48)
+    except (netaddr.AddrFormatError, TypeError, ValueError):
+        raise ValueError(f'"{value}" is not a MAC address') from None
+    if int(mac.words[0]) & 1:
+        raise ValueError(f'"{value}" is a multicast MAC address; a NIC needs a unicast one')
+    if int(mac) == 0:
+        raise ValueError(f'"{value}" is the all-zero MAC address')
+    mac.dialect = netaddr.mac_unix_expanded
+    return str(mac).lower()
+
+
+class _Conf(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PortSpec(_Conf):
+    """A port forwarded into the VM (KubeVirt `interfaces[].ports[]`)."""
+
+    name: str | None = None
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    port: int = Field(ge=1, le=65535)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class BindingBase(_Conf):
+    # Standard CNI keys that reach the binding model.
+    cniVersion: str
+    name: str = ""
+    type: str = "netplug"
+    ipam: dict | None = None
+    dns: dict | None = None
+
+    binding: str
+    #: the VM interface (spec.domain.devices.interfaces[].name) this attachment serves
+    vmInterface: str | None = None
+    #: the pod interface the binding takes over; defaults to CNI_IFNAME
+    podInterface: str | None = None
+    #: the guest's MAC (KubeVirt macAddress)
+    mac: str | None = None
+    #: MTU of the bridge, tap and the guest; defaults to the pod interface's MTU
+    mtu: int | None = Field(default=None, ge=576, le=65535)
+
+    @field_validator("podInterface")
+    @classmethod
+    def _ifname(cls, value: str | None) -> str | None:
+        return None if value is None else validate_ifname(value)
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str | None) -> str | None:
+        return None if value is None else validate_unicast_mac(value)
+
+
+class MasqueradeConf(BindingBase):
+    """NAT binding on the pod network (KubeVirt `masquerade: {}`)."""
+
+    binding: Literal["masquerade"]
+    ports: list[PortSpec] = Field(default_factory=list)
+    vmNetworkCIDR: str = "10.0.2.0/24"
+    #: owner of the tap, so an unprivileged QEMU can open it (KubeVirt uses 107)
+    tapUid: int = Field(default=0, ge=0, le=2**32 - 2)
+    tapGid: int = Field(default=0, ge=0, le=2**32 - 2)
+    #: tap queues; above 1 the tap is created multi-queue (networkInterfaceMultiqueue)
+    queues: int = Field(default=1, ge=1, le=256)
+    #: where the guest's DNS servers and search domains come from
+    resolvConf: str = "/etc/resolv.conf"
+    #: DHCP option 12; defaults to the pod name from CNI_ARGS K8S_POD_NAME
+    hostname: str | None = None
+
+    @field_validator("vmNetworkCIDR")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            net = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f'"{value}" is not an IPv4 network CIDR ({exc})') from None
+        if net.prefixlen > 30:
+            raise ValueError(f'"{value}" is too small: the VM network needs a gateway and a VM address (at most /30)')
+        return str(net)
+
+    @field_validator("resolvConf")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or "\x00" in value or ".." in value.split("/"):
+            raise ValueError(f'"{value}" must be an absolute path without ".."')
+        return value
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        labels = value.split(".")
+        if len(value) > 253 or not all(
+            0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
+            for label in labels
+        ):
+            raise ValueError(f'"{value}" is not a valid host name')
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ports(self) -> MasqueradeConf:
+        seen: set[tuple[str, int]] = set()
+        for port in self.ports:
+            key = (port.protocol, port.port)
+            if key in seen:
+                raise ValueError(f"port {port.protocol}/{port.port} is listed twice")
+            seen.add(key)
+        return self
+
+
+#: binding name -> its config model; the one place that lists the bindings
+BINDING_MODELS: dict[str, type[BindingBase]] = {
+    "masquerade": MasqueradeConf,
+}

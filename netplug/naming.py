@@ -1,0 +1,60 @@
+"""Every name netplug gives to something: links, nftables tables, state keys.
+
+Names follow KubeVirt so a user who knows KubeVirt finds their way: the pod network's
+interface `eth0` gets bridge `k6t-eth0` and tap `tap0`; a secondary network N has pod
+interface `pod<h>` with h = the first 11 hex digits of sha256(N), bridge `k6t-<h>`, tap
+`tap<h>`. Any other pod interface name maps through a hash so the result always fits
+IFNAMSIZ (15 characters).
+
+May import: the standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+IFNAMSIZ = 15
+HASH_LEN = 11
+
+_ORDINAL = re.compile(r"^net(\d+)$")
+_HASHED = re.compile(r"^pod([0-9a-f]{11})$")
+
+
+def network_hash(network_name: str) -> str:
+    return hashlib.sha256(network_name.encode()).hexdigest()[:HASH_LEN]
+
+
+def pod_interface_for_network(network_name: str) -> str:
+    """The pod interface KubeVirt asks Multus for, for secondary network `network_name`."""
+    return "pod" + network_hash(network_name)
+
+
+def _suffix(pod_interface: str) -> tuple[str, str]:
+    """(bridge suffix, tap suffix) for a pod interface name."""
+    if pod_interface == "eth0":
+        return "eth0", "0"
+    if m := _HASHED.match(pod_interface):
+        return m.group(1), m.group(1)
+    if m := _ORDINAL.match(pod_interface):
+        return pod_interface, m.group(1)
+    h = network_hash(pod_interface)
+    return h, h
+
+
+def bridge_name(pod_interface: str) -> str:
+    return "k6t-" + _suffix(pod_interface)[0]
+
+
+def tap_name(pod_interface: str) -> str:
+    return "tap" + _suffix(pod_interface)[1]
+
+
+def nft_table_name(pod_interface: str) -> str:
+    """The nftables table netplug owns for one pod interface (one per family)."""
+    return "netplug_" + re.sub(r"[^A-Za-z0-9_]", "_", pod_interface)
+
+
+def attachment_tag(container_id: str, ifname: str) -> str:
+    """A short stable tag for comments on rules and names of service files."""
+    return hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()[:16]

@@ -1,0 +1,88 @@
+"""The guest's DHCP service: one dnsmasq per attachment, started in the calling thread's netns.
+
+dnsmasq daemonizes itself and its first process exits only once the daemon is bound and
+ready (or with the startup error), so when `start` returns, DHCP already answers. The pid
+file identifies the daemon; before signalling a pid we check that it is still a dnsmasq
+running our config file, so a recycled pid is never killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from netplug.errors import ServiceError
+
+DNSMASQ = "dnsmasq"
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_pid(pid_file: str) -> int | None:
+    try:
+        with open(pid_file) as f:
+            return int(f.read().strip() or 0) or None
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int, conf_file: str) -> bool:
+    """True if `pid` is a live (not zombie) dnsmasq started with `conf_file`."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X") and os.fsencode(conf_file) in argv
+
+
+def running(conf_file: str, pid_file: str) -> int | None:
+    pid = _read_pid(pid_file)
+    return pid if pid and _alive(pid, conf_file) else None
+
+
+def start(config: str, conf_file: str, pid_file: str) -> int:
+    """Write the config and start dnsmasq; returns its pid once it answers."""
+    _write_atomic(conf_file, config)
+    try:
+        proc = subprocess.run([DNSMASQ, "-C", conf_file], capture_output=True, text=True,
+                              timeout=30, check=False, start_new_session=True)
+    except FileNotFoundError:
+        raise ServiceError("dnsmasq is not installed (Debian package dnsmasq-base)") from None
+    except subprocess.TimeoutExpired:
+        raise ServiceError(f"dnsmasq with {conf_file} did not start in 30 s") from None
+    if proc.returncode != 0:
+        raise ServiceError("dnsmasq failed to start", details=proc.stderr.strip())
+    pid = running(conf_file, pid_file)
+    if pid is None:
+        raise ServiceError(f"dnsmasq started but {pid_file} names no running dnsmasq")
+    return pid
+
+
+def stop(conf_file: str, pid_file: str, timeout: float = 2.0) -> bool:
+    """Stop the service; False when it was not running. Removes the pid file."""
+    pid = running(conf_file, pid_file)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid, conf_file):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+    try:
+        os.unlink(pid_file)
+    except FileNotFoundError:
+        pass
+    return pid is not None

@@ -1,0 +1,78 @@
+"""Network namespaces: check a CNI_NETNS path, and run the calling thread inside one.
+
+`entered(path)` uses setns(2) on the calling thread only (network namespaces may differ
+between threads of one process), so the agent serves many pods at once from a thread pool
+without forking; sockets, netlink handles and child processes created inside the block
+belong to that namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from netplug.errors import InvalidEnvironment, KernelError, NetnsNotFound
+
+CLONE_NEWNET = 0x40000000
+NSFS_MAGIC = 0x6E736673
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+
+
+def _is_nsfs(path: str) -> bool:
+    buf = _Statfs()
+    if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
+        return False
+    return buf.f_type == NSFS_MAGIC
+
+
+def exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def check(path: str) -> None:
+    """Raise unless `path` names a network namespace (a nsfs file or a bind mount of one)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NetnsNotFound(f'netns "{path}" does not exist') from None
+    except OSError as exc:
+        raise InvalidEnvironment(f'CNI_NETNS "{path}": {exc.strerror}') from None
+    if stat.S_ISDIR(st.st_mode) or not _is_nsfs(path):
+        raise InvalidEnvironment(f'CNI_NETNS "{path}" is not a network namespace')
+
+
+def _setns(fd: int, what: str) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        if err == errno.EINVAL:
+            raise InvalidEnvironment(f'CNI_NETNS "{what}" is not a network namespace')
+        raise KernelError(f'cannot enter netns "{what}": {os.strerror(err)}')
+
+
+@contextmanager
+def entered(path: str) -> Iterator[None]:
+    """Run the block with the calling thread inside the netns at `path`."""
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NetnsNotFound(f'netns "{path}" does not exist') from None
+    except OSError as exc:
+        raise InvalidEnvironment(f'CNI_NETNS "{path}": {exc.strerror}') from None
+    own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target, path)
+        try:
+            yield
+        finally:
+            _setns(own, "own")
+    finally:
+        os.close(target)
+        os.close(own)

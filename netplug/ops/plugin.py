@@ -1,0 +1,53 @@
+"""Executing delegated CNI plugins (IPAM) the way a runtime does: env in, JSON on stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+from netplug.errors import DelegateError, InvalidConfig
+
+_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+PASSED_ENV = ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
+
+
+def find(plugin_type: str, cni_path: list[str]) -> str:
+    if not _TYPE.match(plugin_type or ""):
+        raise InvalidConfig(f'ipam.type "{plugin_type}" is not a plugin name')
+    for directory in cni_path:
+        candidate = os.path.join(directory, plugin_type)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise InvalidConfig(f'ipam.type: plugin "{plugin_type}" not found in CNI_PATH {cni_path}')
+
+
+def invoke(plugin_type: str, command: str, config: dict, env: dict[str, str],
+           cni_path: list[str], timeout: float = 60.0) -> dict | None:
+    """Run the plugin; its result (ADD, VERSION) or None; its error as DelegateError."""
+    binary = find(plugin_type, cni_path)
+    child_env = {k: env[k] for k in PASSED_ENV if k in env}
+    child_env["CNI_COMMAND"] = command
+    child_env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    try:
+        proc = subprocess.run([binary], input=json.dumps(config).encode(), env=child_env,
+                              capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise DelegateError(f"{plugin_type} {command} did not finish in {timeout:.0f} s", code=11) from None
+    out = proc.stdout.decode("utf-8", "replace").strip()
+    if proc.returncode != 0:
+        try:
+            error = json.loads(out)
+            raise DelegateError(f"{plugin_type}: {error.get('msg', out)}",
+                                details=str(error.get("details", "")), code=int(error.get("code", 999)))
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+            stderr = proc.stderr.decode("utf-8", "replace").strip()
+            raise DelegateError(f"{plugin_type} {command} failed with exit {proc.returncode}",
+                                details=(out + "\n" + stderr).strip()) from None
+    if not out:
+        return None
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError:
+        raise DelegateError(f"{plugin_type} {command} printed something that is not JSON", details=out[:500]) from None

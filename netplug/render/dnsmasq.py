@@ -1,0 +1,61 @@
+"""Render a `DhcpPlan` into a dnsmasq configuration: one option per line, in a fixed order.
+
+dnsmasq runs with DNS disabled (`port=0`), bound to the in-pod bridge only, as the guest's
+DHCPv4 server. Paths for its pid, lease and log files are the caller's (the state layout is
+not the plan's business). Everything written here was validated by the models; the renderer
+still refuses a newline in any value, so a value can never become a second option.
+
+May import: netplug.model.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from netplug.model.netspec import DhcpPlan
+
+
+def render_dhcp(plan: DhcpPlan, *, pid_file: str, lease_file: str, log_file: str) -> str:
+    mask = str(ipaddress.IPv4Network(f"0.0.0.0/{plan.prefixlen}").netmask)
+    # A range of one address; with the guest's MAC known, "static" hands it to that MAC only.
+    range_end = "static" if plan.vm_mac else plan.vm_address
+    lines = [
+        "# netplug: DHCPv4 for the guest behind " + plan.interface,
+        "port=0",
+        "no-resolv",
+        "no-hosts",
+        f"interface={plan.interface}",
+        "except-interface=lo",
+        "bind-interfaces",
+        "dhcp-authoritative",
+        f"dhcp-range={plan.vm_address},{range_end},{mask},infinite",
+    ]
+    if plan.vm_mac:
+        lines.append(f"dhcp-host={plan.vm_mac},{plan.vm_address},infinite")
+    if plan.router:
+        lines.append(f"dhcp-option=option:router,{plan.router}")
+    if plan.dns_servers:
+        lines.append("dhcp-option=option:dns-server," + ",".join(plan.dns_servers))
+    if plan.domain_name:
+        lines.append(f"dhcp-option=option:domain-name,{plan.domain_name}")
+    if plan.search_domains:
+        lines.append("dhcp-option=option:domain-search," + ",".join(plan.search_domains))
+    if plan.mtu:
+        lines.append(f"dhcp-option=option:mtu,{plan.mtu}")
+    if plan.hostname:
+        lines.append(f"dhcp-option=12,{plan.hostname}")
+    if plan.classless_routes:
+        routes = ",".join(f"{dst},{gw}" for dst, gw in plan.classless_routes)
+        lines.append(f"dhcp-option=option:classless-static-route,{routes}")
+    lines += [
+        f"pid-file={pid_file}",
+        f"dhcp-leasefile={lease_file}",
+        f"log-facility={log_file}",
+        "log-dhcp",
+        "user=nobody",
+        "group=nogroup",
+    ]
+    for line in lines:
+        if "\n" in line or "\r" in line:
+            raise ValueError(f"refusing to render a dnsmasq line with a line break: {line!r}")
+    return "\n".join(lines) + "\n"

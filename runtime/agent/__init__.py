@@ -1,0 +1,1 @@
+"""The node agent: CNI handler, state store, unix-socket server and service supervision."""

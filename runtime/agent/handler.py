@@ -1,0 +1,333 @@
+"""The CNI handler: one request (environment + stdin) in, (exit code, stdout) out.
+
+The same code serves the agent's socket and the shim's in-process fallback. It reads like a
+reference CNI plugin: `parse_request` (the skel's checks) → `cmd_add` / `cmd_del` /
+`cmd_check` / `cmd_status` / `cmd_gc`. ADD is compose → log → apply: observe the pod,
+let the binding plan a NetSpec, log it, persist it, apply it with an undo journal. Every
+failure becomes the CNI error object on stdout; tracebacks only ever reach the log.
+
+Test hook: when the process has NETPLUG_TEST_HOOKS=1, a request whose environment names a
+step in NETPLUG_TEST_CRASH_AT makes the process SIGKILL itself at that step boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+
+from netplug import bindings
+from netplug.apply import Journal, apply, check, remove
+from netplug.bindings.base import BindingContext
+from netplug.cni import skel
+from netplug.errors import (
+    CheckFailed,
+    InvalidConfig,
+    LinkConflict,
+    NetplugError,
+    PluginNotAvailable,
+)
+from netplug.model.cni import LATEST, at_least, parse_result, result_to_wire
+from netplug.model.netspec import PodInterface
+from netplug.model.record import AttachmentRecord, IpamDelegate
+from netplug.ops import link, netns, plugin, sysctl
+from runtime import logs
+from runtime.agent.store import Store
+
+log = logging.getLogger("netplug.handler")
+
+#: sysctls a binding may change, read before planning so DEL can restore them
+OBSERVED_SYSCTLS = ("net/ipv4/ip_forward",)
+
+
+class Handler:
+    def __init__(self, store: Store, *, test_hooks: bool = False) -> None:
+        self.store = store
+        self.test_hooks = test_hooks
+
+    # --- entry ---------------------------------------------------------------------------
+
+    def handle(self, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
+        version = _best_effort_version(stdin)
+        started = time.monotonic()
+        command = env.get("CNI_COMMAND", "")
+        with logs.context(command=command, containerID=env.get("CNI_CONTAINERID", ""),
+                          ifname=env.get("CNI_IFNAME", "")):
+            try:
+                request = skel.parse_request(env, stdin)
+                if request.command == "VERSION":
+                    return 0, json.dumps(skel.version_reply(stdin)) + "\n"
+                version = request.version
+                out = self._dispatch(request, env)
+                log.info("%s done in %.1f ms", command, (time.monotonic() - started) * 1000)
+                return 0, (json.dumps(out) + "\n") if out is not None else ""
+            except NetplugError as exc:
+                log.warning("%s failed: %s%s", command, exc.msg, f" ({exc.details})" if exc.details else "")
+                return 1, json.dumps(exc.to_cni(version)) + "\n"
+            except Exception as exc:
+                log.exception("%s failed unexpectedly", command)
+                error = {"cniVersion": version, "code": 999,
+                         "msg": f"netplug internal error: {type(exc).__name__}: {exc}"[:500]}
+                return 1, json.dumps(error) + "\n"
+
+    def _dispatch(self, request: skel.Request, env: dict[str, str]) -> dict | None:
+        checkpoint = self._checkpoint(env)
+        return {
+            "ADD": lambda: self.cmd_add(request, checkpoint),
+            "DEL": lambda: self.cmd_del(request, checkpoint),
+            "CHECK": lambda: self.cmd_check(request),
+            "STATUS": lambda: self.cmd_status(request),
+            "GC": lambda: self.cmd_gc(request),
+        }[request.command]()
+
+    def _checkpoint(self, env: dict[str, str]) -> Callable[[str], None]:
+        crash_at = env.get("NETPLUG_TEST_CRASH_AT", "") if self.test_hooks else ""
+
+        def checkpoint(step: str) -> None:
+            if crash_at and step == crash_at:
+                log.warning("test hook: SIGKILL at step %s", step)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return checkpoint
+
+    # --- ADD -----------------------------------------------------------------------------
+
+    def cmd_add(self, request: skel.Request, checkpoint: Callable[[str], None]) -> dict:
+        conf = skel.load_binding(request)
+        pod_ifname = conf.podInterface or request.ifname
+        prev = None
+        if request.config.get("prevResult") is not None:
+            prev = parse_result(request.config["prevResult"], request.version)
+        elif pod_ifname == request.ifname:
+            raise InvalidConfig(
+                f"prevResult is required: the {conf.binding} binding is chained after the plugin "
+                f"that creates {request.ifname} (or set podInterface to use it as its own delegate)"
+            )
+        netns.check(request.netns)
+
+        with self.store.lock(request.container_id, request.ifname):
+            existing = self.store.load(request.container_id, request.ifname)
+            if existing is not None and existing.status == "added":
+                raise LinkConflict(
+                    f"container {request.container_id} interface {request.ifname} is already attached "
+                    f"({existing.binding}); DEL it before adding it again"
+                )
+            if existing is not None:
+                log.info("cleaning up an ADD that did not finish")
+                self._teardown(existing)
+
+            pod_interface, sysctls = _observe(request.netns, pod_ifname)
+            record = AttachmentRecord(
+                container_id=request.container_id, ifname=request.ifname,
+                network=str(request.config.get("name", "")), netns=request.netns,
+                binding=conf.binding, cni_version=request.version, created=time.time(),
+                ipam=_ipam_delegate(request, conf.ipam),
+            )
+            journal = Journal()
+            journal.push("state record", lambda: self.store.delete(request.container_id, request.ifname))
+            try:
+                self.store.save(record)
+                checkpoint("state")
+                ipam_result = None
+                if record.ipam is not None:
+                    journal.push("IPAM allocation", lambda: _ipam_call(record, "DEL"))
+                    raw = _ipam_call(record, "ADD")
+                    ipam_result = parse_result(raw, request.version, field="ipam result")
+                    checkpoint("ipam")
+
+                ctx = BindingContext(
+                    container_id=request.container_id, ifname=request.ifname, netns=request.netns,
+                    pod_interface=pod_interface, prev_result=prev, ipam_result=ipam_result,
+                    resolv_conf=_read_resolv_conf(getattr(conf, "resolvConf", None)),
+                    args=request.args, sysctls=sysctls,
+                )
+                plan = bindings.plan(conf, ctx)
+                log.info("desired pod network", extra={"data": plan.netspec.model_dump(mode="json")})
+                record.netspec = plan.netspec
+                self.store.save(record)
+                checkpoint("plan")
+
+                apply(plan.netspec, self.store.service_files(request.container_id, request.ifname),
+                      journal, checkpoint)
+
+                record.status = "added"
+                record.result = plan.result.model_dump(mode="json", exclude_none=True)
+                self.store.save(record)
+                checkpoint("done")
+            except BaseException:
+                journal.rollback()
+                raise
+        return result_to_wire(plan.result, request.version)
+
+    # --- DEL -----------------------------------------------------------------------------
+
+    def cmd_del(self, request: skel.Request, checkpoint: Callable[[str], None]) -> None:
+        with self.store.lock(request.container_id, request.ifname):
+            record = self.store.load(request.container_id, request.ifname)
+            if record is None:
+                # Nothing of ours is recorded; the spec still wants the IPAM allocation released.
+                ipam = request.config.get("ipam")
+                if isinstance(ipam, dict) and ipam.get("type"):
+                    _ipam_call(_ipam_delegate(request, ipam), "DEL", request.container_id,
+                               request.ifname, request.netns)
+                log.info("no attachment recorded; nothing to remove")
+                return None
+            self._teardown(record, checkpoint)
+        return None
+
+    def _teardown(self, record: AttachmentRecord, checkpoint: Callable[[str], None] | None = None) -> None:
+        """Remove everything the record names, then forget it. Tolerant of what is gone."""
+        checkpoint = checkpoint or (lambda step: None)
+        files = self.store.service_files(record.container_id, record.ifname)
+        if record.netspec is not None:
+            removed = remove(record.netspec, files)
+            log.info("removed %s", ", ".join(removed) or "nothing (already gone)")
+            checkpoint("del:removed")
+        if record.ipam is not None:
+            _ipam_call(record, "DEL")
+            checkpoint("del:ipam")
+        self.store.delete(record.container_id, record.ifname)
+
+    # --- CHECK ---------------------------------------------------------------------------
+
+    def cmd_check(self, request: skel.Request) -> None:
+        skel.load_binding(request)
+        if request.config.get("prevResult") is None:
+            raise InvalidConfig("prevResult is required for CHECK")
+        prev = parse_result(request.config["prevResult"], request.version)
+        record = self.store.load(request.container_id, request.ifname)
+        if record is None or record.status != "added" or record.netspec is None:
+            raise CheckFailed(f"no attachment recorded for container {request.container_id} "
+                              f"interface {request.ifname}")
+        netns.check(request.netns)
+        problems = check(record.netspec, self.store.service_files(request.container_id, request.ifname))
+        listed = {iface.name for iface in prev.interfaces if iface.sandbox}
+        problems += [f"prevResult does not list interface {link_spec.name}"
+                     for link_spec in record.netspec.links if link_spec.name not in listed]
+        if record.ipam is not None and at_least(request.version, "0.4.0"):
+            _ipam_call(record, "CHECK", prev_result=request.config["prevResult"])
+        if problems:
+            raise CheckFailed(f"container {request.container_id} interface {request.ifname}: "
+                              + "; ".join(problems))
+        return None
+
+    # --- STATUS and GC (spec 1.1.0) ------------------------------------------------------
+
+    def cmd_status(self, request: skel.Request) -> None:
+        for program, package in (("nft", "nftables"), ("dnsmasq", "dnsmasq-base")):
+            if shutil.which(program) is None:
+                raise PluginNotAvailable(f"{program} is not installed (Debian package {package})")
+        if not os.access(self.store.root, os.W_OK):
+            raise PluginNotAvailable(f"the state dir {self.store.root} is not writable")
+        ipam = request.config.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type"):
+            delegate = _ipam_delegate(request, ipam)
+            if _supports(delegate, "1.1.0"):
+                _ipam_call(delegate, "STATUS")
+        return None
+
+    def cmd_gc(self, request: skel.Request) -> None:
+        valid = request.config.get("cni.dev/valid-attachments", request.config.get("cni.dev/attachments"))
+        if not isinstance(valid, list) or not all(isinstance(a, dict) for a in valid):
+            raise InvalidConfig("cni.dev/valid-attachments must be a list of {containerID, ifname}")
+        keep = {(a.get("containerID"), a.get("ifname")) for a in valid}
+        network = str(request.config.get("name", ""))
+        errors = []
+        for record in list(self.store.records()):
+            if record.network != network or (record.container_id, record.ifname) in keep:
+                continue
+            with self.store.lock(record.container_id, record.ifname), \
+                    logs.context(containerID=record.container_id, ifname=record.ifname):
+                log.info("GC: removing a stale attachment")
+                try:
+                    self._teardown(record)
+                except NetplugError as exc:
+                    errors.append(f"{record.container_id}/{record.ifname}: {exc.msg}")
+        ipam = request.config.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type"):
+            delegate = _ipam_delegate(request, ipam)
+            if _supports(delegate, "1.1.0"):
+                _ipam_call(delegate, "GC", extra={
+                    "cni.dev/valid-attachments": valid, "cni.dev/attachments": valid})
+        if errors:
+            raise CheckFailed("GC could not remove every stale attachment: " + "; ".join(errors))
+        return None
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _best_effort_version(stdin: bytes) -> str:
+    try:
+        version = json.loads(stdin.decode("utf-8")).get("cniVersion")
+        return version if isinstance(version, str) and version else LATEST
+    except Exception:
+        return LATEST
+
+
+def _observe(netns_path: str, pod_ifname: str) -> tuple[PodInterface, dict[str, str]]:
+    """The pod interface as the primary CNI left it, and the sysctls a binding may change."""
+    with netns.entered(netns_path):
+        with link.session() as links:
+            found = links.get(pod_ifname)
+        if found is None:
+            raise InvalidConfig(f'podInterface: pod interface "{pod_ifname}" does not exist in {netns_path}')
+        values = {key: value for key in OBSERVED_SYSCTLS if (value := sysctl.read(key)) is not None}
+    pod = PodInterface(name=found.name, mac=found.mac or "", mtu=found.mtu,
+                       addresses=[a for a in found.addresses if not a.startswith("fe80:")])
+    return pod, values
+
+
+def _read_resolv_conf(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(64 * 1024)
+    except OSError as exc:
+        log.warning("cannot read resolv.conf %s (%s); the guest gets no DNS servers", path, exc.strerror)
+        return ""
+
+
+def _ipam_delegate(request: skel.Request, ipam: dict | None) -> IpamDelegate | None:
+    if ipam is None:
+        return None
+    if not isinstance(ipam, dict) or not isinstance(ipam.get("type"), str):
+        raise InvalidConfig("ipam: must be an object with a type")
+    plugin.find(ipam["type"], request.path)  # fail before anything is changed
+    config = {"cniVersion": request.version, "name": request.config.get("name", ""), "ipam": ipam}
+    for key in ("runtimeConfig", "args"):
+        if key in request.config:
+            config[key] = request.config[key]
+    return IpamDelegate(type=ipam["type"], config=config, cni_path=request.path,
+                        cni_args=";".join(f"{k}={v}" for k, v in request.args.items()))
+
+
+def _ipam_call(target: AttachmentRecord | IpamDelegate, command: str, container_id: str = "",
+               ifname: str = "", netns_path: str = "", *, prev_result: dict | None = None,
+               extra: dict | None = None) -> dict | None:
+    """Call the IPAM delegate, for a record's attachment or with the given identity."""
+    if isinstance(target, AttachmentRecord):
+        assert target.ipam is not None
+        delegate, container_id, ifname, netns_path = target.ipam, target.container_id, target.ifname, target.netns
+    else:
+        delegate = target
+    config = {**delegate.config, **(extra or {})}
+    if prev_result is not None:
+        config["prevResult"] = prev_result
+    env = {"CNI_CONTAINERID": container_id, "CNI_IFNAME": ifname, "CNI_NETNS": netns_path,
+           "CNI_ARGS": delegate.cni_args, "CNI_PATH": ":".join(delegate.cni_path)}
+    return plugin.invoke(delegate.type, command, config, env, delegate.cni_path)
+
+
+def _supports(delegate: IpamDelegate, version: str) -> bool:
+    try:
+        reply = plugin.invoke(delegate.type, "VERSION", {"cniVersion": version}, {}, delegate.cni_path)
+    except NetplugError:
+        return False
+    return isinstance(reply, dict) and version in reply.get("supportedVersions", [])
+
+

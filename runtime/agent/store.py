@@ -1,0 +1,113 @@
+"""Agent state on disk: one record per (container ID, interface), locks, service files.
+
+Layout under the state dir (`/var/lib/netplug`, or NETPLUG_STATE_DIR):
+
+    attachments/<container ID>/<ifname>.json   AttachmentRecord, written atomically
+    services/<tag>.{conf,pid,leases,log}        the attachment's dnsmasq files
+    locks/<00..ff>.lock                         flock stripes serializing work per attachment
+
+Records are replaced with write-to-temp + fsync + rename, so a reader never sees half a
+record and a crash leaves the old or the new one. Both the agent and the in-process
+fallback use the same locks, so they never work on one attachment at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from netplug import naming
+from netplug.apply import ServiceFiles
+from netplug.errors import StateError
+from netplug.model.record import AttachmentRecord
+
+DEFAULT_STATE_DIR = "/var/lib/netplug"
+LOCK_STRIPES = 256
+
+
+def state_dir_from_env(env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get("NETPLUG_STATE_DIR") or DEFAULT_STATE_DIR
+
+
+class Store:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        try:
+            for sub in ("attachments", "services", "locks"):
+                os.makedirs(os.path.join(root, sub), mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the state dir {root}: {exc.strerror}") from None
+
+    def _record_path(self, container_id: str, ifname: str) -> str:
+        return os.path.join(self.root, "attachments", container_id, f"{ifname}.json")
+
+    def service_files(self, container_id: str, ifname: str) -> ServiceFiles:
+        base = os.path.join(self.root, "services", naming.attachment_tag(container_id, ifname))
+        return ServiceFiles(conf=base + ".conf", pid=base + ".pid", leases=base + ".leases", log=base + ".log")
+
+    @contextmanager
+    def lock(self, container_id: str, ifname: str) -> Iterator[None]:
+        stripe = hashlib.sha256(f"{container_id}/{ifname}".encode()).digest()[0] % LOCK_STRIPES
+        path = os.path.join(self.root, "locks", f"{stripe:02x}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def load(self, container_id: str, ifname: str) -> AttachmentRecord | None:
+        try:
+            with open(self._record_path(container_id, ifname)) as f:
+                return AttachmentRecord.model_validate_json(f.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StateError(f"cannot read the state of {container_id}/{ifname}: {exc}") from None
+
+    def save(self, record: AttachmentRecord) -> None:
+        path = self._record_path(record.container_id, record.ifname)
+        tmp = f"{path}.tmp"
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(record.model_dump_json())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise StateError(f"cannot write the state of {record.container_id}/{record.ifname}: {exc.strerror}") from None
+
+    def delete(self, container_id: str, ifname: str) -> None:
+        """Forget the attachment: its record and its service files."""
+        files = self.service_files(container_id, ifname)
+        for path in (self._record_path(container_id, ifname), files.conf, files.pid, files.leases, files.log):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(os.path.join(self.root, "attachments", container_id))
+        except OSError:
+            pass  # other interfaces of the container remain
+
+    def records(self) -> Iterator[AttachmentRecord]:
+        base = os.path.join(self.root, "attachments")
+        for container_id in sorted(os.listdir(base)):
+            directory = os.path.join(base, container_id)
+            if not os.path.isdir(directory):
+                continue
+            for name in sorted(os.listdir(directory)):
+                if name.endswith(".json"):
+                    record = self.load(container_id, name[: -len(".json")])
+                    if record is not None:
+                        yield record
