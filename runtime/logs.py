@@ -10,12 +10,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_context: contextvars.ContextVar[dict] = contextvars.ContextVar("netplug_log_context", default={})
+_context: contextvars.ContextVar[dict | None] = contextvars.ContextVar("netplug_log_context", default=None)
 
 
 @contextmanager
 def context(**fields: str) -> Iterator[None]:
-    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v}})
+    token = _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v}})
     try:
         yield
     finally:
@@ -28,7 +28,7 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            **_context.get(),
+            **(_context.get() or {}),
             "msg": record.getMessage(),
         }
         extra = getattr(record, "data", None)

@@ -66,7 +66,7 @@ def entered(path: str) -> Iterator[None]:
         raise NetnsNotFound(f'netns "{path}" does not exist') from None
     except OSError as exc:
         raise InvalidEnvironment(f'CNI_NETNS "{path}": {exc.strerror}') from None
-    own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _setns(target, path)
         try:
