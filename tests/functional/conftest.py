@@ -1,0 +1,245 @@
+"""Fixtures for tests against the real kernel, the real CNI shim and the reference plugins.
+
+These tests need root and an isolated node netns: `scripts/test` runs pytest under
+`unshare --net --mount`. Outside that, they are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from runtime.cli import install_shim
+from tests.support.cnirt import Runtime
+from tests.support.topology import Netns, processes_mentioning, sh, unique, veth
+
+REFERENCE_PLUGINS = "/usr/lib/cni"
+_subnets = itertools.count(1)
+
+
+def _isolated() -> bool:
+    # scripts/test sets this after `unshare --net --mount`: the node netns is ours to change.
+    return os.geteuid() == 0 and os.environ.get("NETPLUG_ISOLATED_NODE") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _isolated():
+        return
+    skip = pytest.mark.skip(reason="needs root in an isolated node netns: run ./scripts/test")
+    for item in items:
+        if "functional" in str(item.fspath) or "e2e" in str(item.fspath):
+            item.add_marker(skip)
+
+
+@dataclass
+class Netplug:
+    """netplug as a runtime meets it: the shim on CNI_PATH, an agent or none, a state dir."""
+
+    mode: str
+    workdir: str
+    bin_dir: str = ""
+    state_dir: str = ""
+    socket: str = ""
+    agent: subprocess.Popen | None = None
+    runtime: Runtime = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.bin_dir = os.path.join(self.workdir, "bin")
+        self.state_dir = os.path.join(self.workdir, "state")
+        self.socket = os.path.join(self.workdir, "run", "agent.sock")
+        install_shim(self.bin_dir, sys.executable)
+        self.runtime = Runtime(
+            cni_path=[self.bin_dir, REFERENCE_PLUGINS],
+            extra_env={"NETPLUG_AGENT_SOCKET": self.socket, "NETPLUG_STATE_DIR": self.state_dir,
+                       "NETPLUG_TEST_HOOKS": "1"},
+        )
+
+    @property
+    def shim(self) -> str:
+        return os.path.join(self.bin_dir, "netplug")
+
+    def start_agent(self) -> None:
+        log = open(os.path.join(self.workdir, "agent.log"), "a")
+        env = {**os.environ, "NETPLUG_TEST_HOOKS": "1"}
+        self.agent = subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "agent", "--socket", self.socket,
+             "--state-dir", self.state_dir], stdout=log, stderr=log, env=env)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.socket):
+            if self.agent.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"agent did not start: {open(log.name).read()[-3000:]}")
+            time.sleep(0.02)
+
+    def stop_agent(self) -> None:
+        if self.agent is not None:
+            self.agent.kill()
+            self.agent.wait()
+            self.agent = None
+            try:
+                os.unlink(self.socket)
+            except FileNotFoundError:
+                pass
+
+    def records(self) -> list[str]:
+        base = os.path.join(self.state_dir, "attachments")
+        if not os.path.isdir(base):
+            return []
+        return sorted(os.path.join(d, f) for d in os.listdir(base) for f in os.listdir(os.path.join(base, d)))
+
+    def services(self) -> list[int]:
+        """Live processes (dnsmasq) started for this state dir."""
+        return processes_mentioning(os.path.join(self.state_dir, "services"))
+
+    def agent_log(self) -> str:
+        path = os.path.join(self.workdir, "agent.log")
+        return open(path).read() if os.path.exists(path) else ""
+
+
+def _make_netplug(mode: str, workdir: str) -> Netplug:
+    np = Netplug(mode=mode, workdir=workdir)
+    if mode == "agent":
+        np.start_agent()
+    return np
+
+
+def _cleanup_netplug(np: Netplug) -> None:
+    np.stop_agent()
+    for pid in np.services():
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(params=["agent", "inprocess"])
+def netplug(request: pytest.FixtureRequest, tmp_path) -> Netplug:
+    """netplug with a running agent, and with none (the shim's in-process fallback)."""
+    np = _make_netplug(request.param, str(tmp_path))
+    yield np
+    _cleanup_netplug(np)
+
+
+@pytest.fixture
+def netplug_agent(tmp_path) -> Netplug:
+    np = _make_netplug("agent", str(tmp_path))
+    yield np
+    _cleanup_netplug(np)
+
+
+@pytest.fixture
+def netplug_inprocess(tmp_path) -> Netplug:
+    np = _make_netplug("inprocess", str(tmp_path))
+    yield np
+    _cleanup_netplug(np)
+
+
+@dataclass
+class PodNetwork:
+    """The node's pod network: the reference bridge plugin + host-local, as a primary CNI."""
+
+    bridge: str
+    index: int
+    data_dir: str
+
+    @property
+    def subnet(self) -> str:
+        return f"10.250.{self.index}.0/24"
+
+    @property
+    def gateway(self) -> str:
+        return f"10.250.{self.index}.1"
+
+    def primary(self) -> dict:
+        return {
+            "type": "bridge", "bridge": self.bridge, "isDefaultGateway": True,
+            "ipam": {"type": "host-local", "subnet": self.subnet, "dataDir": self.data_dir},
+        }
+
+    def conflist(self, version: str = "1.0.0", *plugins: dict, name: str = "podnet") -> dict:
+        return {"cniVersion": version, "name": name, "plugins": [self.primary(), *plugins]}
+
+    def allocations(self) -> list[str]:
+        directory = os.path.join(self.data_dir, "podnet")
+        if not os.path.isdir(directory):
+            return []
+        return sorted(f for f in os.listdir(directory) if f[0].isdigit())
+
+
+@pytest.fixture
+def pod_network(tmp_path) -> PodNetwork:
+    net = PodNetwork(bridge=unique("npbr"), index=next(_subnets) % 250 + 1, data_dir=str(tmp_path / "ipam"))
+    yield net
+    sh("ip", "link", "del", net.bridge, check=False)
+
+
+@pytest.fixture
+def pod() -> Netns:
+    ns = Netns.create("nppod")
+    yield ns
+    ns.delete()
+
+
+@dataclass
+class Outside:
+    """A host outside the node, reached through it; plays the rest of the world."""
+
+    ns: Netns
+    address: str
+    node_link: str
+
+
+@pytest.fixture
+def outside() -> Outside:
+    ns = Netns.create("npout")
+    index = next(_subnets) % 250 + 1
+    node_link = unique("npx")
+    veth(None, node_link, ns, "ext0")
+    sh("ip", "addr", "add", f"10.99.{index}.1/24", "dev", node_link)
+    ns.ip("addr", "add", f"10.99.{index}.2/24", "dev", "ext0")
+    ns.ip("route", "add", "default", "via", f"10.99.{index}.1")
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # the node netns is this test run's own
+        f.write("1")
+    yield Outside(ns=ns, address=f"10.99.{index}.2", node_link=node_link)
+    sh("ip", "link", "del", node_link, check=False)
+    ns.delete()
+
+
+@dataclass
+class Guest:
+    """A guest stand-in: a veth whose far end, with the VM's MAC, is eth0 in its own netns."""
+
+    ns: Netns
+    port: str
+    mac: str
+
+
+def attach_guest(pod: Netns, bridge: str, mac: str = "52:54:00:12:34:56") -> Guest:
+    ns = Netns.create("npvm")
+    port = unique("npg")
+    veth(pod, port, ns, "eth0", b_mac=mac)
+    pod.ip("link", "set", port, "master", bridge)
+    return Guest(ns=ns, port=port, mac=mac)
+
+
+@pytest.fixture
+def guests() -> list[Guest]:
+    made: list[Guest] = []
+    yield made
+    for guest in made:
+        guest.ns.delete()
+
+
+def assert_nothing_left(np: Netplug, pod: Netns, *, keep: tuple[str, ...] = ("lo", "eth0")) -> None:
+    """No link, rule, process or state record of netplug's survives."""
+    leftover_links = set(pod.links()) - set(keep)
+    assert not leftover_links, f"links left in the pod: {leftover_links}"
+    assert not pod.nft_ruleset(), f"nftables left in the pod: {json.dumps(pod.nft_ruleset())[:500]}"
+    assert not np.services(), "DHCP service processes left running"
+    assert not np.records(), f"state records left: {np.records()}"

@@ -1,0 +1,211 @@
+"""Throwaway network namespaces and the hosts tests wire between them (tests only).
+
+Every namespace and link gets a unique name (other runs may share the machine) and is
+removed by name. The test process itself runs in a private "node" netns (scripts/test runs
+pytest under `unshare --net`), so node-side bridges and sysctls are disposable too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import secrets
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from netplug.ops import netns as ops_netns
+
+_counter = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    """A name unique on this machine, at most 15 characters."""
+    name = f"{prefix}{secrets.token_hex(3)}{next(_counter) % 100:02d}"
+    assert len(name) <= 15, name
+    return name
+
+
+def sh(*argv: str, check: bool = True, input: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check, input=input, timeout=timeout)
+
+
+@dataclass
+class Netns:
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"/run/netns/{self.name}"
+
+    @classmethod
+    def create(cls, prefix: str = "np") -> Netns:
+        ns = cls(unique(prefix))
+        sh("ip", "netns", "add", ns.name)
+        sh("ip", "-n", ns.name, "link", "set", "lo", "up")
+        return ns
+
+    def delete(self) -> None:
+        sh("ip", "netns", "del", self.name, check=False)
+
+    def exec(self, *argv: str, check: bool = True, timeout: float = 30, input: str | None = None) -> subprocess.CompletedProcess:
+        return sh("ip", "netns", "exec", self.name, *argv, check=check, timeout=timeout, input=input)
+
+    def ip(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        return sh("ip", "-n", self.name, *argv, check=check)
+
+    def links(self) -> dict[str, dict]:
+        return {link["ifname"]: link for link in json.loads(self.ip("-j", "-d", "link", "show").stdout)}
+
+    def addresses(self, ifname: str) -> list[str]:
+        data = json.loads(self.ip("-j", "addr", "show", "dev", ifname).stdout)
+        return [f"{a['local']}/{a['prefixlen']}" for a in data[0]["addr_info"] if a.get("scope") != "link"]
+
+    def nft_ruleset(self) -> list[dict]:
+        out = self.exec("nft", "-j", "list", "ruleset").stdout
+        return [o for o in json.loads(out)["nftables"] if "metainfo" not in o]
+
+    def sysctl(self, key: str) -> str:
+        return self.exec("cat", f"/proc/sys/{key}").stdout.strip()
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on a thread inside this netns and return its result."""
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                with ops_netns.entered(self.path):
+                    box["value"] = fn()
+            except BaseException as exc:
+                box["error"] = exc
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+
+def veth(a: Netns | None, a_name: str, b: Netns, b_name: str, *, b_mac: str | None = None) -> None:
+    """A veth pair, created with temporary names then moved and renamed (names may clash in the node ns)."""
+    tmp_a, tmp_b = unique("tva"), unique("tvb")
+    sh("ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b)
+    if a is not None:
+        sh("ip", "link", "set", tmp_a, "netns", a.name)
+        a.ip("link", "set", tmp_a, "name", a_name)
+        a.ip("link", "set", a_name, "up")
+    else:
+        sh("ip", "link", "set", tmp_a, "name", a_name)
+        sh("ip", "link", "set", a_name, "up")
+    sh("ip", "link", "set", tmp_b, "netns", b.name)
+    b.ip("link", "set", tmp_b, "name", b_name)
+    if b_mac:
+        b.ip("link", "set", b_name, "address", b_mac)
+    b.ip("link", "set", b_name, "up")
+
+
+class TcpServer:
+    """A TCP server inside a netns that answers each connection with the peer's address."""
+
+    def __init__(self, ns: Netns, port: int, host: str = "0.0.0.0") -> None:
+        self.ns, self.port = ns, port
+        self.peers: list[str] = []
+        self.sock = ns.run(lambda: socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET))
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                self.peers.append(peer[0])
+                conn.sendall(f"hello {peer[0]}\n".encode())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def tcp_request(ns: Netns, host: str, port: int, timeout: float = 3.0) -> str | None:
+    """Connect from inside `ns`; the server's greeting, or None if nothing answered."""
+    def connect() -> str | None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as conn:
+                return conn.recv(200).decode()
+        except OSError:
+            return None
+    return ns.run(connect)
+
+
+UDHCPC_SCRIPT = """#!/bin/sh
+# udhcpc hook for tests: record the lease, configure the interface like a guest would
+case "$1" in
+  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    env | grep -E '^(ip|mask|subnet|router|dns|domain|search|mtu|hostname|staticroutes|lease|serverid|interface)=' > "$LEASE_FILE"
+    ;;
+esac
+exit 0
+"""
+
+
+def dhcp_lease(ns: Netns, ifname: str, workdir: str, *, tries: int = 5) -> dict[str, str]:
+    """Run busybox udhcpc in `ns` like a guest's DHCP client; the lease's fields (empty: none)."""
+    script = os.path.join(workdir, "udhcpc.sh")
+    lease = os.path.join(workdir, f"lease-{ns.name}-{ifname}")
+    with open(script, "w") as f:
+        f.write(UDHCPC_SCRIPT)
+    os.chmod(script, 0o755)
+    try:
+        os.unlink(lease)
+    except FileNotFoundError:
+        pass
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ns.name, "busybox", "udhcpc", "-i", ifname, "-s", script, "-n", "-q",
+         "-t", str(tries), "-T", "1", "-A", "1", "-O", "search", "-O", "staticroutes", "-O", "hostname",
+         "-O", "mtu", "-O", "domain"],
+        env={**os.environ, "LEASE_FILE": lease}, capture_output=True, text=True, timeout=60, check=False)
+    if not os.path.exists(lease):
+        return {}
+    with open(lease) as f:
+        return dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live (non-zombie) pids whose command line contains `text`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and text.encode() in cmdline:
+            pids.append(int(entry))
+    return pids
