@@ -173,7 +173,7 @@ def dhcp_lease(ns: Netns, ifname: str, workdir: str, *, tries: int = 5) -> dict[
         os.unlink(lease)
     except FileNotFoundError:
         pass
-    proc = subprocess.run(
+    subprocess.run(
         ["ip", "netns", "exec", ns.name, "busybox", "udhcpc", "-i", ifname, "-s", script, "-n", "-q",
          "-t", str(tries), "-T", "1", "-A", "1", "-O", "search", "-O", "staticroutes", "-O", "hostname",
          "-O", "mtu", "-O", "domain"],
