@@ -243,3 +243,30 @@ def assert_nothing_left(np: Netplug, pod: Netns, *, keep: tuple[str, ...] = ("lo
     assert not pod.nft_ruleset(), f"nftables left in the pod: {json.dumps(pod.nft_ruleset())[:500]}"
     assert not np.services(), "DHCP service processes left running"
     assert not np.records(), f"state records left: {np.records()}"
+
+
+@dataclass
+class PrimaryByHand:
+    """eth0 made without a CNI plugin (for spec versions the reference plugins lack)."""
+
+    pod: Netns
+    address: str
+    gateway: str
+
+    def prev_result(self, version: str) -> dict:
+        link = self.pod.links()["eth0"]
+        ip = {"address": self.address, "gateway": self.gateway, "interface": 0}
+        if version < "1.0.0":
+            ip["version"] = "4"
+        return {"cniVersion": version,
+                "interfaces": [{"name": "eth0", "mac": link["address"], "sandbox": self.pod.path}],
+                "ips": [ip], "routes": [{"dst": "0.0.0.0/0", "gw": self.gateway}]}
+
+
+def primary_by_hand(pod: Netns) -> PrimaryByHand:
+    index = next(_subnets) % 250 + 1
+    node_end = unique("nph")
+    veth(None, node_end, pod, "eth0")
+    sh("ip", "link", "set", node_end, "up")
+    pod.ip("addr", "add", f"10.251.{index}.2/24", "dev", "eth0")
+    return PrimaryByHand(pod=pod, address=f"10.251.{index}.2/24", gateway=f"10.251.{index}.1")
