@@ -36,7 +36,7 @@ def _suffix(pod_interface: str) -> tuple[str, str]:
         return "eth0", "0"
     if m := _HASHED.match(pod_interface):
         return m.group(1), m.group(1)
-    if m := _ORDINAL.match(pod_interface):
+    if (m := _ORDINAL.match(pod_interface)) and len("k6t-" + pod_interface) <= IFNAMSIZ:
         return pod_interface, m.group(1)
     h = network_hash(pod_interface)
     return h, h

@@ -37,8 +37,9 @@ _REQUIRED = {
     "CNI_IFNAME": ("ADD", "DEL", "CHECK"),
     "CNI_PATH": ("ADD", "DEL", "CHECK", "GC"),
 }
-_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-_NETNS_PATH = re.compile(r"^(/proc/[0-9]+(/task/[0-9]+)?/ns/net|/(var/)?run/netns/[A-Za-z0-9_.\-]+)$")
+# used with fullmatch: "$" would also accept a trailing newline
+_CONTAINER_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
+_NETNS_PATH = re.compile(r"/proc/[0-9]+(/task/[0-9]+)?/ns/net|/(var/)?run/netns/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
 
 #: keys the runtime (libcni, Multus) puts into a plugin's config; never binding fields
 _RUNTIME_KEYS = {
@@ -129,7 +130,7 @@ def parse_request(env: dict[str, str], stdin: bytes) -> Request:
         raise IncompatibleVersion(f'config version "{version}" does not allow {command} (needs 1.1.0)')
 
     request.container_id = env.get("CNI_CONTAINERID", "")
-    if request.container_id and not _CONTAINER_ID.match(request.container_id):
+    if request.container_id and not _CONTAINER_ID.fullmatch(request.container_id):
         raise InvalidEnvironment(
             f'CNI_CONTAINERID "{request.container_id}" has invalid characters '
             "(allowed: letters, digits, _ . -; first a letter or digit)"
@@ -141,7 +142,7 @@ def parse_request(env: dict[str, str], stdin: bytes) -> Request:
         except ValueError as exc:
             raise InvalidEnvironment(f"CNI_IFNAME: {exc}") from None
     request.netns = env.get("CNI_NETNS", "")
-    if request.netns and not _NETNS_PATH.match(request.netns):
+    if request.netns and not _NETNS_PATH.fullmatch(request.netns):
         raise InvalidEnvironment(
             f'CNI_NETNS "{request.netns}" is not a network namespace path '
             "(want /proc/<pid>/ns/net or /run/netns/<name>)"

@@ -133,9 +133,16 @@ def parse_result(data: Any, version: str, *, field: str = "prevResult") -> Resul
         raise DecodeFailure(f"{field}.{where}: {first['msg']}", details=str(exc)) from None
     for ip in result.ips:
         try:
+            if "/" not in ip.address:
+                raise ValueError("no prefix length")
             ipaddress.ip_interface(ip.address)
         except ValueError:
-            raise DecodeFailure(f'{field}.ips: invalid address "{ip.address}"') from None
+            raise DecodeFailure(f'{field}.ips: address "{ip.address}" is not in CIDR notation') from None
+        if ip.gateway is not None:
+            try:
+                ipaddress.ip_address(ip.gateway)
+            except ValueError:
+                raise DecodeFailure(f'{field}.ips: invalid gateway "{ip.gateway}"') from None
     return result
 
 

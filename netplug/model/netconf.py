@@ -14,15 +14,15 @@ import ipaddress
 from typing import Literal
 
 import netaddr
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 IFNAME_MAX = 15
 
 
 def validate_ifname(value: str) -> str:
     """The Go skel's interface name rules: 1-15 chars, not . or .., no / : or whitespace."""
-    if not value or len(value) > IFNAME_MAX:
-        raise ValueError(f'interface name "{value}" must be 1 to {IFNAME_MAX} characters')
+    if not value or len(value.encode()) > IFNAME_MAX:
+        raise ValueError(f'interface name "{value}" must be 1 to {IFNAME_MAX} bytes')
     if value in (".", "..") or any(c in value for c in "/:") or any(c.isspace() for c in value):
         raise ValueError(f'interface name "{value}" may not be "." or ".." or contain "/", ":" or spaces')
     return value
@@ -134,15 +134,16 @@ class MasqueradeConf(BindingBase):
             raise ValueError(f'"{value}" is not a valid host name')
         return value
 
-    @model_validator(mode="after")
-    def _unique_ports(self) -> MasqueradeConf:
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, ports: list[PortSpec]) -> list[PortSpec]:
         seen: set[tuple[str, int]] = set()
-        for port in self.ports:
+        for port in ports:
             key = (port.protocol, port.port)
             if key in seen:
                 raise ValueError(f"port {port.protocol}/{port.port} is listed twice")
             seen.add(key)
-        return self
+        return ports
 
 
 #: binding name -> its config model; the one place that lists the bindings

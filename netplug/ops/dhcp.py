@@ -9,9 +9,9 @@ running our config file, so a recycled pid is never killed.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
-import time
 
 from netplug.errors import ServiceError
 
@@ -74,13 +74,21 @@ def stop(conf_file: str, pid_file: str, timeout: float = 2.0) -> bool:
     """Stop the service; False when it was not running. Removes the pid file."""
     pid = running(conf_file, pid_file)
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(pid, conf_file):
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                break
-            time.sleep(0.01)
+        try:
+            # a pidfd pins the process: no recycled pid can be signalled, and poll() wakes at exit
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pidfd = None
+        if pidfd is not None:
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+                if not select.select([pidfd], [], [], timeout)[0]:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    select.select([pidfd], [], [], timeout)
+            except ProcessLookupError:
+                pass
+            finally:
+                os.close(pidfd)
     try:
         os.unlink(pid_file)
     except FileNotFoundError:

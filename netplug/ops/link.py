@@ -51,8 +51,13 @@ class Links:
         self._ipr = ipr
 
     def _index(self, name: str) -> int | None:
-        found = self._ipr.link_lookup(ifname=name)
-        return found[0] if found else None
+        try:
+            # a direct RTM_GETLINK by name; link_lookup would dump every link
+            return self._ipr.link("get", ifname=name)[0]["index"]
+        except NetlinkError as exc:
+            if exc.code in (errno.ENODEV, errno.ENOENT):
+                return None
+            _raise(exc, f'looking up "{name}"')
 
     def _require(self, name: str) -> int:
         index = self._index(name)

@@ -6,8 +6,10 @@ Layout under the state dir (`/var/lib/netplug`, or NETPLUG_STATE_DIR):
     services/<tag>.{conf,pid,leases,log}        the attachment's dnsmasq files
     locks/<00..ff>.lock                         flock stripes serializing work per attachment
 
-Records are replaced with write-to-temp + fsync + rename, so a reader never sees half a
-record and a crash leaves the old or the new one. Both the agent and the in-process
+Records are replaced with write-to-temp + rename, so a reader never sees half a record and
+a killed process leaves the old or the new one. There is no fsync: what a record describes
+(links, rules, processes in a pod netns) does not survive a power loss either, and the
+records would only name things that are gone, which DEL and GC tolerate. Both the agent and the in-process
 fallback use the same locks, so they never work on one attachment at once.
 """
 
@@ -77,8 +79,6 @@ class Store:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(record.model_dump_json())
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, path)
         except OSError as exc:
             try:
