@@ -8,7 +8,6 @@ handler fails loudly instead of touching the machine's netplug state.
 from __future__ import annotations
 
 import ast
-import base64
 import json
 import os
 import socket
@@ -18,6 +17,8 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from runtime.agent.server import decode_request
 
 SHIM = Path(__file__).resolve().parents[2] / "cni" / "netplug"
 SUPPORTED = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
@@ -52,12 +53,15 @@ class FakeAgent:
             else:
                 conn.sendall(self.answer)
 
-    def close(self) -> dict:
+    def close(self) -> tuple[dict[str, str], bytes]:
+        """The (environment, stdin) the shim sent, decoded by the agent's own decoder."""
         self.release.set()
         self.thread.join(timeout=30)
         self.server.close()
         assert self.request is not None, "the shim never sent a request"
-        return json.loads(self.request)
+        decoded = decode_request(self.request)
+        assert decoded is not None, f"the agent cannot decode the shim's request: {self.request[:80]!r}"
+        return decoded
 
 
 @pytest.fixture
@@ -160,23 +164,23 @@ def test_config_over_one_mib_is_code_7_with_its_size(tmp_path: Path, sock_path: 
     ids=["result", "error", "empty"],
 )
 def test_agent_answer_is_printed_verbatim(tmp_path: Path, sock_path: Path, exit_code: int, stdout: str) -> None:
-    agent = FakeAgent(sock_path, json.dumps({"exit": exit_code, "stdout": stdout}).encode())
+    agent = FakeAgent(sock_path, f"{exit_code}\n{stdout}".encode())
     stdin = json.dumps(CONFIG).encode() + b"\n"
     env = shim_env(tmp_path, sock_path, **cni_env(), UNRELATED_SECRET="do-not-forward")
     proc = run_shim(env, stdin)
-    request = agent.close()
+    sent_env, sent_stdin = agent.close()
     assert proc.returncode == exit_code, proc.stderr.decode()
     assert proc.stdout == stdout.encode()
     for key, value in cni_env().items():
-        assert request["env"][key] == value
-    assert "UNRELATED_SECRET" not in request["env"] and "PATH" not in request["env"]
-    assert base64.b64decode(request["stdin"]) == stdin
+        assert sent_env[key] == value
+    assert "UNRELATED_SECRET" not in sent_env and "PATH" not in sent_env
+    assert sent_stdin == stdin
 
 
 @pytest.mark.parametrize(
     "answer",
-    [b"this is not json", b"", b"[1, 2]", b'{"exit": 0}', b'{"stdout": "{}"}', b'{"exit": "zero", "stdout": ""}'],
-    ids=["garbage", "nothing", "array", "no-stdout", "no-exit", "bad-exit"],
+    [b"this is not the protocol", b"", b"0", b"\n{}", b"zero\n{}", b"-1\n{}"],
+    ids=["garbage", "nothing", "no-newline", "no-exit", "bad-exit", "negative-exit"],
 )
 def test_agent_garbage_is_code_11(tmp_path: Path, sock_path: Path, answer: bytes) -> None:
     agent = FakeAgent(sock_path, answer)
@@ -187,13 +191,6 @@ def test_agent_garbage_is_code_11(tmp_path: Path, sock_path: Path, answer: bytes
     assert error["code"] == 11
     assert error["cniVersion"] == "0.4.0"
     assert "agent" in error["msg"]
-
-
-def test_agent_stdout_that_is_not_a_string_is_code_11(tmp_path: Path, sock_path: Path) -> None:
-    agent = FakeAgent(sock_path, json.dumps({"exit": 0, "stdout": {"cniVersion": "1.0.0"}}).encode())
-    proc = run_shim(shim_env(tmp_path, sock_path, **cni_env()), json.dumps(CONFIG).encode())
-    agent.close()
-    assert cni_error(proc)["code"] == 11
 
 
 def test_agent_that_does_not_answer_in_time_is_code_11(tmp_path: Path, sock_path: Path) -> None:
