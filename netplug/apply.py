@@ -1,7 +1,7 @@
 """The apply engine: make a `NetSpec` real, check it, remove it.
 
-`apply` creates links, addresses, sysctls, the NAT ruleset and the DHCP service in that
-order and pushes one undo step per change onto a `Journal`; if anything fails the caller
+`apply` creates links (or takes over the pod interface as a bridge port), addresses,
+sysctls, the nftables rulesets (NAT, spoof guard) and the DHCP service in that order and pushes one undo step per change onto a `Journal`; if anything fails the caller
 rolls the journal back and the pod is as it was (only what this ADD changed is undone: a
 pre-existing link that collides is left alone). `remove` is DEL's tolerant teardown by name,
 from the spec alone; `check` lists every way the pod differs from the spec.
@@ -16,11 +16,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netplug.errors import LinkConflict, NetplugError
-from netplug.model.netspec import NetSpec
+from netplug.errors import LinkConflict, LinkNotFound, NetplugError
+from netplug.model.netspec import LinkSpec, NetSpec
 from netplug.ops import dhcp, link, netns, nft, sysctl
 from netplug.render.dnsmasq import render_dhcp
-from netplug.render.nftables import render_nat
+from netplug.render.nftables import render_nat, render_spoof_guard
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +73,80 @@ def _delete_link(path: str, name: str) -> Callable[[], None]:
     return _in_netns(path, delete)
 
 
+def _rulesets(spec: NetSpec) -> list[tuple[str, str, dict]]:
+    """(family, table, document) of every nftables table the spec owns."""
+    tables = [(nat.family, nat.table, render_nat(nat)) for nat in spec.nat]
+    if spec.spoof_guard is not None:
+        guard = spec.spoof_guard
+        tables.append((guard.family, guard.table, render_spoof_guard(guard)))
+    return tables
+
+
+def _take_over(links: link.Links, wanted: LinkSpec) -> None:
+    """Make the pod interface a bridge port: down, no addresses, renamed, new MAC."""
+    assert wanted.takeover is not None
+    original = wanted.takeover.name
+    links.set(original, state="down")
+    links.flush_addresses(original)
+    attrs: dict[str, object] = {"ifname": wanted.name}
+    if wanted.mac:
+        attrs["address"] = wanted.mac
+    links.set(original, **attrs)
+
+
+def _give_back(links: link.Links, wanted: LinkSpec) -> bool:
+    """Undo `_take_over`: the pod interface as the primary CNI made it. False if not taken."""
+    assert wanted.takeover is not None
+    original = wanted.takeover
+    if links.get(wanted.name) is None:
+        return False
+    links.set(wanted.name, master=0)
+    links.set(wanted.name, state="down")
+    links.set(wanted.name, ifname=original.name, address=original.mac, mtu=original.mtu)
+    links.set_up(original.name)
+    for address in original.addresses:
+        links.add_address(original.name, address)
+    for route in original.routes:
+        links.add_route(original.name, route.dst, route.gateway, route.metric)
+    return True
+
+
+def _give_back_in(path: str, wanted: LinkSpec) -> Callable[[], None]:
+    def give_back() -> None:
+        with link.session() as links:
+            _give_back(links, wanted)
+    return _in_netns(path, give_back)
+
+
 def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
           checkpoint: Callable[[str], None] = _no_checkpoint) -> None:
     with netns.entered(spec.netns), link.session() as links:
+        freed = {w.takeover.name for w in spec.links if w.takeover is not None}
         for wanted in spec.links:
-            if links.get(wanted.name) is not None:
+            if wanted.takeover is not None and links.get(wanted.takeover.name) is None:
+                raise LinkNotFound(f'pod interface "{wanted.takeover.name}" is gone from {spec.netns}')
+            if wanted.name not in freed and links.get(wanted.name) is not None:
                 raise LinkConflict(f'link "{wanted.name}" already exists in the pod netns {spec.netns}')
         for wanted in spec.links:
-            if wanted.kind == "bridge":
-                links.create_bridge(wanted.name, wanted.mac, wanted.mtu)
+            if wanted.kind == "existing":
+                journal.push(f"pod interface {wanted.name}", _give_back_in(spec.netns, wanted))
+                _take_over(links, wanted)
             else:
-                links.create_tap(wanted.name, wanted.mac, wanted.mtu, uid=wanted.owner_uid,
-                                 gid=wanted.owner_gid, multi_queue=wanted.multi_queue)
-            journal.push(f"link {wanted.name}", _delete_link(spec.netns, wanted.name))
+                if wanted.kind == "bridge":
+                    links.create_bridge(wanted.name, wanted.mac, wanted.mtu)
+                elif wanted.kind == "ifb":
+                    links.create_ifb(wanted.name, wanted.mac, wanted.mtu)
+                else:
+                    links.create_tap(wanted.name, wanted.mac, wanted.mtu, uid=wanted.owner_uid,
+                                     gid=wanted.owner_gid, multi_queue=wanted.multi_queue)
+                journal.push(f"link {wanted.name}", _delete_link(spec.netns, wanted.name))
             checkpoint(f"link:{wanted.name}")
+            for key, value in wanted.sysctls.items():
+                sysctl.write(key, value)
             if wanted.master:
                 links.set_master(wanted.name, wanted.master)
+            if wanted.learning is not None:
+                links.set_learning(wanted.name, wanted.learning)
             for address in wanted.addresses:
                 links.add_address(wanted.name, address)
             links.set_up(wanted.name)
@@ -99,11 +157,11 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
                 journal.push(f"sysctl {key.key}", _in_netns(spec.netns, lambda k=key: sysctl.write(k.key, k.restore)))
         checkpoint("sysctls")
 
-        for nat in spec.nat:
-            journal.push(f"nft table {nat.family} {nat.table}",
-                         _in_netns(spec.netns, lambda n=nat: nft.delete_table(n.family, n.table)))
-            nft.load(render_nat(nat))
-            checkpoint(f"nft:{nat.family}")
+        for family, table, document in _rulesets(spec):
+            journal.push(f"nft table {family} {table}",
+                         _in_netns(spec.netns, lambda f=family, t=table: nft.delete_table(f, t)))
+            nft.load(document)
+            checkpoint(f"nft:{family}")
 
         if spec.dhcp is not None:
             config = render_dhcp(spec.dhcp, pid_file=files.pid, lease_file=files.leases, log_file=files.log)
@@ -131,11 +189,19 @@ def remove(spec: NetSpec, files: ServiceFiles) -> list[str]:
         return removed  # links, rules and sysctls went with the namespace
     try:
         def delete_tables() -> list[str]:
-            return [f"nft table {n.family} {n.table}" for n in spec.nat if nft.delete_table(n.family, n.table)]
+            return [f"nft table {family} {table}" for family, table, _ in _rulesets(spec)
+                    if nft.delete_table(family, table)]
 
         def delete_links() -> list[str]:
+            done = []
             with link.session() as links:
-                return [f"link {lk.name}" for lk in reversed(spec.links) if links.delete(lk.name)]
+                for wanted in reversed(spec.links):
+                    if wanted.kind == "existing":
+                        if _give_back(links, wanted):
+                            done.append(f"pod interface {wanted.takeover.name} restored")
+                    elif links.delete(wanted.name):
+                        done.append(f"link {wanted.name}")
+            return done
 
         for done in _concurrently(spec.netns, delete_tables, delete_links):
             removed += done
@@ -187,7 +253,7 @@ def check(spec: NetSpec, files: ServiceFiles) -> list[str]:
                 if have is None:
                     problems.append(f"link {wanted.name} is missing")
                     continue
-                kind = "tun" if wanted.kind == "tap" else wanted.kind
+                kind = {"tap": "tun", "existing": have.kind}.get(wanted.kind, wanted.kind)
                 if have.kind != kind:
                     problems.append(f"link {wanted.name} is a {have.kind}, not a {kind}")
                 if wanted.mtu and have.mtu != wanted.mtu:
@@ -203,9 +269,9 @@ def check(spec: NetSpec, files: ServiceFiles) -> list[str]:
             value = sysctl.read(key.key)
             if value != key.value:
                 problems.append(f"sysctl {key.key} is {value}, want {key.value}")
-        for nat in spec.nat:
-            if not nft.table_exists(nat.family, nat.table):
-                problems.append(f"nft table {nat.family} {nat.table} is missing")
+        for family, table, _ in _rulesets(spec):
+            if not nft.table_exists(family, table):
+                problems.append(f"nft table {family} {table} is missing")
     if spec.dhcp is not None and dhcp.running(files.conf, files.pid) is None:
         problems.append(f"DHCP service on {spec.dhcp.interface} is not running")
     return problems

@@ -50,6 +50,12 @@ def tap_name(pod_interface: str) -> str:
     return "tap" + _suffix(pod_interface)[1]
 
 
+def nic_name(pod_interface: str) -> str:
+    """The pod interface's name once a bridge binding made it a bridge port (KubeVirt's)."""
+    suffix = _suffix(pod_interface)[0]
+    return suffix + "-nic" if len(suffix) <= IFNAMSIZ - 4 else network_hash(pod_interface) + "-nic"
+
+
 def nft_table_name(pod_interface: str) -> str:
     """The nftables table netplug owns for one pod interface (one per family)."""
     return "netplug_" + re.sub(r"[^A-Za-z0-9_]", "_", pod_interface)

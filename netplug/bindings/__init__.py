@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from netplug.bindings.base import AttachmentPlan, BindingContext
+from netplug.bindings.bridge import plan_bridge
 from netplug.bindings.masquerade import plan_masquerade
 from netplug.model.netconf import BindingBase
 
 PLANNERS: dict[str, Callable[..., AttachmentPlan]] = {
     "masquerade": plan_masquerade,
+    "bridge": plan_bridge,
 }
 
 

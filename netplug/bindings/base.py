@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from netplug.model.cni import Result
+from netplug.model.netconf import BindingBase, TapBindingBase
 from netplug.model.netspec import NetSpec, PodInterface
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$")
@@ -80,3 +81,39 @@ def derived_mac(prefix: int, *parts: str) -> str:
     digest = hashlib.sha256("/".join(parts).encode()).digest()
     octets = [prefix & 0xFE | 0x02, *digest[:5]]
     return ":".join(f"{o:02x}" for o in octets)
+
+
+def guest_mac(conf: BindingBase) -> str | None:
+    """The guest's MAC: the configured one, else one derived from the VM's namespace, name
+    and interface (the same after every restart of the VM), else None (not known here)."""
+    if conf.mac:
+        return conf.mac
+    if conf.vmName and conf.vmInterface:
+        digest = hashlib.sha256(f"{conf.vmNamespace or 'default'}/{conf.vmName}/{conf.vmInterface}".encode()).digest()
+        return ":".join(f"{o:02x}" for o in [digest[0] & 0xFC | 0x02, *digest[1:6]])
+    return None
+
+
+def split_by_family(cidrs: list[str]) -> tuple[list[ipaddress.IPv4Interface], list[ipaddress.IPv6Interface]]:
+    v4, v6 = [], []
+    for cidr in cidrs:
+        iface = ipaddress.ip_interface(cidr)
+        (v4 if iface.version == 4 else v6).append(iface)
+    return v4, v6
+
+
+def dhcp_extras(conf: TapBindingBase, ctx: BindingContext) -> dict:
+    """The DhcpPlan fields every tap binding fills the same way: DNS, hostname, dhcpOptions."""
+    resolv = parse_resolv_conf(ctx.resolv_conf)
+    options = conf.dhcpOptions
+    return {
+        "dns_servers": [s for s in resolv.nameservers if ipaddress.ip_address(s).version == 4],
+        "dns_servers6": [s for s in resolv.nameservers if ipaddress.ip_address(s).version == 6],
+        "search_domains": resolv.search,
+        "domain_name": resolv.domain or max(resolv.search, key=len, default=None),
+        "hostname": conf.hostname or ctx.args.get("K8S_POD_NAME") or None,
+        "ntp_servers": options.ntpServers if options else [],
+        "tftp_server": options.tftpServerName if options else None,
+        "boot_file": options.bootFileName if options else None,
+        "private_options": [(o.option, o.value) for o in options.privateOptions] if options else [],
+    }

@@ -58,6 +58,53 @@ class PortSpec(_Conf):
         return value.upper() if isinstance(value, str) else value
 
 
+class PrivateDhcpOption(_Conf):
+    option: int = Field(ge=224, le=254)
+    value: str
+
+    @field_validator("value")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value or not value.isascii() or not value.isprintable() or any(c in value for c in '"\\'):
+            raise ValueError(f'"{value}" must be printable ASCII without quotes or backslashes')
+        return value
+
+
+class DhcpOptions(_Conf):
+    """KubeVirt `interfaces[].dhcpOptions`."""
+
+    bootFileName: str | None = None
+    tftpServerName: str | None = None
+    ntpServers: list[str] = Field(default_factory=list)
+    privateOptions: list[PrivateDhcpOption] = Field(default_factory=list)
+
+    @field_validator("bootFileName", "tftpServerName")
+    @classmethod
+    def _plain(cls, value: str | None) -> str | None:
+        if value is not None and (not value or not value.isascii() or not value.isprintable()
+                                  or any(c in value for c in '",\\')):
+            raise ValueError(f'"{value}" must be printable ASCII without quotes, commas or backslashes')
+        return value
+
+    @field_validator("ntpServers")
+    @classmethod
+    def _ipv4(cls, servers: list[str]) -> list[str]:
+        for server in servers:
+            try:
+                ipaddress.IPv4Address(server)
+            except ValueError:
+                raise ValueError(f'NTP server "{server}" must be an IPv4 address') from None
+        return servers
+
+    @field_validator("privateOptions")
+    @classmethod
+    def _unique(cls, options: list[PrivateDhcpOption]) -> list[PrivateDhcpOption]:
+        codes = [o.option for o in options]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"private option codes must be unique, got {codes}")
+        return options
+
+
 class BindingBase(_Conf):
     # Standard CNI keys that reach the binding model.
     cniVersion: str
@@ -69,6 +116,9 @@ class BindingBase(_Conf):
     binding: str
     #: the VM interface (spec.domain.devices.interfaces[].name) this attachment serves
     vmInterface: str | None = None
+    #: the VM's identity: with it, the guest's MAC is derived stably when `mac` is not given
+    vmName: str | None = None
+    vmNamespace: str | None = None
     #: the pod interface the binding takes over; defaults to CNI_IFNAME
     podInterface: str | None = None
     #: the guest's MAC (KubeVirt macAddress)
@@ -87,12 +137,9 @@ class BindingBase(_Conf):
         return None if value is None else validate_unicast_mac(value)
 
 
-class MasqueradeConf(BindingBase):
-    """NAT binding on the pod network (KubeVirt `masquerade: {}`)."""
+class TapBindingBase(BindingBase):
+    """Bindings that give the guest a tap on an in-pod bridge and serve its DHCP."""
 
-    binding: Literal["masquerade"]
-    ports: list[PortSpec] = Field(default_factory=list)
-    vmNetworkCIDR: str = "10.0.2.0/24"
     #: owner of the tap, so an unprivileged QEMU can open it (KubeVirt uses 107)
     tapUid: int = Field(default=0, ge=0, le=2**32 - 2)
     tapGid: int = Field(default=0, ge=0, le=2**32 - 2)
@@ -102,17 +149,7 @@ class MasqueradeConf(BindingBase):
     resolvConf: str = "/etc/resolv.conf"
     #: DHCP option 12; defaults to the pod name from CNI_ARGS K8S_POD_NAME
     hostname: str | None = None
-
-    @field_validator("vmNetworkCIDR")
-    @classmethod
-    def _cidr(cls, value: str) -> str:
-        try:
-            net = ipaddress.IPv4Network(value, strict=True)
-        except ValueError as exc:
-            raise ValueError(f'"{value}" is not an IPv4 network CIDR ({exc})') from None
-        if net.prefixlen > 30:
-            raise ValueError(f'"{value}" is too small: the VM network needs a gateway and a VM address (at most /30)')
-        return str(net)
+    dhcpOptions: DhcpOptions | None = None
 
     @field_validator("resolvConf")
     @classmethod
@@ -134,6 +171,37 @@ class MasqueradeConf(BindingBase):
             raise ValueError(f'"{value}" is not a valid host name')
         return value
 
+
+def _network(value: str, version: int, smallest: int) -> str:
+    cls = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+    try:
+        net = cls(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f'"{value}" is not an IPv{version} network CIDR ({exc})') from None
+    if net.prefixlen > smallest:
+        raise ValueError(f'"{value}" is too small: the VM network needs a gateway and a VM address '
+                         f"(at most /{smallest})")
+    return str(net)
+
+
+class MasqueradeConf(TapBindingBase):
+    """NAT binding on the pod network (KubeVirt `masquerade: {}`)."""
+
+    binding: Literal["masquerade"]
+    ports: list[PortSpec] = Field(default_factory=list)
+    vmNetworkCIDR: str = "10.0.2.0/24"
+    vmIPv6NetworkCIDR: str = "fd10:0:2::/120"
+
+    @field_validator("vmNetworkCIDR")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return _network(value, 4, 30)
+
+    @field_validator("vmIPv6NetworkCIDR")
+    @classmethod
+    def _cidr6(cls, value: str) -> str:
+        return _network(value, 6, 126)
+
     @field_validator("ports")
     @classmethod
     def _unique_ports(cls, ports: list[PortSpec]) -> list[PortSpec]:
@@ -146,7 +214,16 @@ class MasqueradeConf(BindingBase):
         return ports
 
 
+class BridgeConf(TapBindingBase):
+    """L2 binding (KubeVirt `bridge: {}`): the guest takes over the pod interface's identity."""
+
+    binding: Literal["bridge"]
+    #: drop frames from the guest with another MAC or IP than its own (nftables, bridge family)
+    spoofCheck: bool = True
+
+
 #: binding name -> its config model; the one place that lists the bindings
 BINDING_MODELS: dict[str, type[BindingBase]] = {
     "masquerade": MasqueradeConf,
+    "bridge": BridgeConf,
 }

@@ -22,23 +22,39 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RouteSpec(_Spec):
+    dst: str
+    gateway: str | None = None
+    metric: int | None = None
+
+
 class PodInterface(_Spec):
     """What the pod interface looks like before the binding touches it."""
 
     name: str
     mac: str
     mtu: int
-    #: addresses as CIDR strings, e.g. "10.244.1.5/24"
+    #: global addresses as CIDR strings, e.g. "10.244.1.5/24"
     addresses: list[str] = Field(default_factory=list)
+    #: routes through the interface in the main table (the connected ones excluded)
+    routes: list[RouteSpec] = Field(default_factory=list)
 
 
 class LinkSpec(_Spec):
+    """A link the attachment creates, or (kind "existing") the pod interface it takes over."""
+
     name: str
-    kind: Literal["bridge", "tap"]
+    kind: Literal["bridge", "tap", "ifb", "existing"]
+    #: kind "existing": the link's name before the takeover (it is renamed to `name`)
+    takeover: PodInterface | None = None
     mac: str | None = None
     mtu: int | None = None
     master: str | None = None
+    #: bridge port learning (None: leave the kernel default)
+    learning: bool | None = None
     addresses: list[str] = Field(default_factory=list)
+    #: sysctls of this link, set right after it is created (e.g. no DAD before addresses)
+    sysctls: dict[str, str] = Field(default_factory=dict)
     # tap only
     owner_uid: int = 0
     owner_gid: int = 0
@@ -69,13 +85,32 @@ class NatPlan(_Spec):
     tag: str
 
 
+class SpoofGuardPlan(_Spec):
+    """Frames entering a bridge from the guest's `port` (its tap) must come from the guest's
+    MAC and, when the binding knows them, from its addresses (ARP and neighbour discovery
+    included)."""
+
+    table: str
+    port: str
+    vm_mac: str
+    ipv4: list[str] = Field(default_factory=list)
+    ipv6: list[str] = Field(default_factory=list)
+    tag: str
+
+    @property
+    def family(self) -> str:
+        return "bridge"
+
+
 class DhcpPlan(_Spec):
-    """What the guest's DHCPv4 service on the in-pod bridge hands out."""
+    """What the guest's DHCP service on the in-pod bridge hands out (DHCPv4, DHCPv6 + RA)."""
 
     interface: str
-    vm_address: str
-    prefixlen: int
+    vm_address: str | None = None
+    prefixlen: int | None = None
     router: str | None = None
+    #: the subnet of `vm_address` when the bridge itself has no address in it (bridge binding)
+    shared_network: str | None = None
     dns_servers: list[str] = Field(default_factory=list)
     search_domains: list[str] = Field(default_factory=list)
     domain_name: str | None = None
@@ -83,8 +118,16 @@ class DhcpPlan(_Spec):
     hostname: str | None = None
     #: RFC 3442 classless static routes (destination CIDR, gateway); default route last
     classless_routes: list[tuple[str, str]] = Field(default_factory=list)
+    ntp_servers: list[str] = Field(default_factory=list)
+    tftp_server: str | None = None
+    boot_file: str | None = None
+    private_options: list[tuple[int, str]] = Field(default_factory=list)
     #: when known, only this client gets the address
     vm_mac: str | None = None
+    # IPv6: DHCPv6 hands out the address, router advertisements the on-link prefix and route
+    vm_address6: str | None = None
+    prefixlen6: int | None = None
+    dns_servers6: list[str] = Field(default_factory=list)
 
 
 class NetSpec(_Spec):
@@ -92,4 +135,5 @@ class NetSpec(_Spec):
     links: list[LinkSpec] = Field(default_factory=list)
     sysctls: list[SysctlSpec] = Field(default_factory=list)
     nat: list[NatPlan] = Field(default_factory=list)
+    spoof_guard: SpoofGuardPlan | None = None
     dhcp: DhcpPlan | None = None

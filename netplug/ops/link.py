@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from netplug.errors import KernelError, LinkConflict, LinkNotFound
 
 IFF_UP = 0x1
+RTPROT_KERNEL = 2
+RT_TABLE_MAIN = 254
 
 
 @dataclass
@@ -97,6 +100,15 @@ class Links:
         except NetlinkError as exc:
             _raise(exc, f'creating bridge "{name}"')
 
+    def create_ifb(self, name: str, mac: str | None, mtu: int | None) -> None:
+        """An ifb link: holds a name, a MAC and addresses and never answers ARP (what other
+        kernels use a dummy link for; this one has no dummy driver)."""
+        attrs = {k: v for k, v in (("address", mac), ("mtu", mtu)) if v is not None}
+        try:
+            self._ipr.link("add", ifname=name, kind="ifb", **attrs)
+        except NetlinkError as exc:
+            _raise(exc, f'creating ifb "{name}"')
+
     def create_tap(self, name: str, mac: str | None, mtu: int | None, *, uid: int, gid: int,
                    multi_queue: bool) -> None:
         try:
@@ -120,6 +132,43 @@ class Links:
 
     def set_up(self, name: str) -> None:
         self.set(name, state="up")
+
+    def set_learning(self, name: str, learning: bool) -> None:
+        index = self._require(name)
+        try:
+            self._ipr.brport("set", index=index, learning=int(learning))
+        except NetlinkError as exc:
+            _raise(exc, f'setting learning on bridge port "{name}"')
+
+    def routes(self, name: str) -> list[dict]:
+        """Routes through `name` in the main table that someone added (not the kernel's
+        connected routes), as {dst, gateway, metric}; the default route is 0.0.0.0/0 or ::/0."""
+        index = self._require(name)
+        found = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in self._ipr.get_routes(oif=index, table=RT_TABLE_MAIN, family=family):
+                if msg["proto"] == RTPROT_KERNEL or msg["type"] != 1:  # 1: unicast
+                    continue
+                dst = msg.get("dst") or ("0.0.0.0" if family == socket.AF_INET else "::")
+                found.append({"dst": f"{dst}/{msg['dst_len']}", "gateway": msg.get("gateway"),
+                              "metric": msg.get("priority")})
+        return found
+
+    def add_route(self, name: str, dst: str, gateway: str | None, metric: int | None) -> None:
+        index = self._require(name)
+        attrs = {k: v for k, v in (("gateway", gateway), ("priority", metric)) if v is not None}
+        try:
+            self._ipr.route("add", dst=dst, oif=index, **attrs)
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                _raise(exc, f"adding route {dst} via {gateway} on {name}")
+
+    def flush_addresses(self, name: str) -> None:
+        index = self._require(name)
+        try:
+            self._ipr.flush_addr(index=index)
+        except NetlinkError as exc:
+            _raise(exc, f'flushing addresses of "{name}"')
 
     def add_address(self, name: str, cidr: str) -> None:
         index = self._require(name)

@@ -1,7 +1,7 @@
 """Render a `DhcpPlan` into a dnsmasq configuration: one option per line, in a fixed order.
 
 dnsmasq runs with DNS disabled (`port=0`), bound to the in-pod bridge only, as the guest's
-DHCPv4 server. Paths for its pid, lease and log files are the caller's (the state layout is
+DHCPv4 server and, with an IPv6 plan, its DHCPv6 server and router advertiser. Paths for its pid, lease and log files are the caller's (the state layout is
 not the plan's business). Everything written here was validated by the models; the renderer
 still refuses a newline in any value, so a value can never become a second option.
 
@@ -16,11 +16,8 @@ from netplug.model.netspec import DhcpPlan
 
 
 def render_dhcp(plan: DhcpPlan, *, pid_file: str, lease_file: str, log_file: str) -> str:
-    mask = str(ipaddress.IPv4Network(f"0.0.0.0/{plan.prefixlen}").netmask)
-    # A range of one address; with the guest's MAC known, "static" hands it to that MAC only.
-    range_end = "static" if plan.vm_mac else plan.vm_address
     lines = [
-        "# netplug: DHCPv4 for the guest behind " + plan.interface,
+        "# netplug: DHCP for the guest behind " + plan.interface,
         "port=0",
         "no-resolv",
         "no-hosts",
@@ -28,25 +25,53 @@ def render_dhcp(plan: DhcpPlan, *, pid_file: str, lease_file: str, log_file: str
         "except-interface=lo",
         "bind-interfaces",
         "dhcp-authoritative",
-        f"dhcp-range={plan.vm_address},{range_end},{mask},infinite",
     ]
-    if plan.vm_mac:
-        lines.append(f"dhcp-host={plan.vm_mac},{plan.vm_address},infinite")
-    if plan.router:
-        lines.append(f"dhcp-option=option:router,{plan.router}")
-    if plan.dns_servers:
-        lines.append("dhcp-option=option:dns-server," + ",".join(plan.dns_servers))
-    if plan.domain_name:
-        lines.append(f"dhcp-option=option:domain-name,{plan.domain_name}")
-    if plan.search_domains:
-        lines.append("dhcp-option=option:domain-search," + ",".join(plan.search_domains))
-    if plan.mtu:
-        lines.append(f"dhcp-option=option:mtu,{plan.mtu}")
-    if plan.hostname:
-        lines.append(f"dhcp-option=12,{plan.hostname}")
-    if plan.classless_routes:
-        routes = ",".join(f"{dst},{gw}" for dst, gw in plan.classless_routes)
-        lines.append(f"dhcp-option=option:classless-static-route,{routes}")
+    if plan.vm_address is not None and plan.prefixlen is not None:
+        mask = str(ipaddress.IPv4Network(f"0.0.0.0/{plan.prefixlen}").netmask)
+        # A range of one address; with the guest's MAC known, "static" hands it to that MAC only.
+        range_end = "static" if plan.vm_mac else plan.vm_address
+        lines.append(f"dhcp-range={plan.vm_address},{range_end},{mask},infinite")
+        if plan.shared_network:
+            # the bridge carries no address in the guest's subnet: serve it on the bridge anyway
+            lines.append(f"shared-network={plan.interface},{plan.shared_network}")
+        if plan.vm_mac:
+            lines.append(f"dhcp-host={plan.vm_mac},{plan.vm_address},infinite")
+        if plan.router:
+            lines.append(f"dhcp-option=option:router,{plan.router}")
+        if plan.dns_servers:
+            lines.append("dhcp-option=option:dns-server," + ",".join(plan.dns_servers))
+        if plan.domain_name:
+            lines.append(f"dhcp-option=option:domain-name,{plan.domain_name}")
+        if plan.search_domains:
+            lines.append("dhcp-option=option:domain-search," + ",".join(plan.search_domains))
+        if plan.mtu:
+            lines.append(f"dhcp-option=option:mtu,{plan.mtu}")
+        if plan.hostname:
+            lines.append(f"dhcp-option=12,{plan.hostname}")
+        if plan.classless_routes:
+            routes = ",".join(f"{dst},{gw}" for dst, gw in plan.classless_routes)
+            lines.append(f"dhcp-option=option:classless-static-route,{routes}")
+        if plan.ntp_servers:
+            lines.append("dhcp-option=option:ntp-server," + ",".join(plan.ntp_servers))
+        if plan.tftp_server:
+            lines.append(f"dhcp-option=66,{plan.tftp_server}")
+        if plan.boot_file:
+            lines.append(f"dhcp-option=67,{plan.boot_file}")
+        for code, value in plan.private_options:
+            lines.append(f'dhcp-option={code},"{value}"')
+    if plan.vm_address6 is not None and plan.prefixlen6 is not None:
+        # DHCPv6 hands out the address; router advertisements (M flag, on-link prefix, this
+        # router as default) give the guest its route, which DHCPv6 cannot.
+        lines.append(f"dhcp-range={plan.vm_address6},{plan.vm_address6},{plan.prefixlen6},infinite")
+        lines.append("enable-ra")
+        ra_mtu = f",mtu:{plan.mtu}" if plan.mtu else ""
+        lines.append(f"ra-param={plan.interface}{ra_mtu},high,10,1800")
+        if plan.vm_mac:
+            lines.append(f"dhcp-host={plan.vm_mac},[{plan.vm_address6}],infinite")
+        if plan.dns_servers6:
+            lines.append("dhcp-option=option6:dns-server," + ",".join(f"[{a}]" for a in plan.dns_servers6))
+        if plan.search_domains:
+            lines.append("dhcp-option=option6:domain-search," + ",".join(plan.search_domains))
     lines += [
         f"pid-file={pid_file}",
         f"dhcp-leasefile={lease_file}",

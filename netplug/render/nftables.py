@@ -11,12 +11,20 @@ rule's comment carries the attachment tag. The ruleset is KubeVirt's masquerade 
                                 oifname <bridge> jump postinbound
     postinbound                 <family> saddr <loopback> [<proto> dport {ports}] snat to <gateway>
 
+`render_spoof_guard` renders a bridge-family table whose one chain (prerouting, priority
+-300, before the bridge forwards or delivers anything) drops frames that enter a bridge from
+the guest's port (its tap) with another source MAC, or with another source address than
+the guest's own (IPv4, ARP sender, IPv6 and neighbour advertisement target). DHCP and IPv6
+link-local traffic, which a guest needs before it has an address, pass.
+
 May import: netplug.model.
 """
 
 from __future__ import annotations
 
-from netplug.model.netspec import NatPlan
+import ipaddress
+
+from netplug.model.netspec import NatPlan, SpoofGuardPlan
 
 _BASE_CHAINS = {
     "prerouting": ("prerouting", -100),
@@ -25,8 +33,8 @@ _BASE_CHAINS = {
 }
 
 
-def _match(left: dict, right: object) -> dict:
-    return {"match": {"op": "==", "left": left, "right": right}}
+def _match(left: dict, right: object, op: str = "==") -> dict:
+    return {"match": {"op": op, "left": left, "right": right}}
 
 
 def _meta(key: str) -> dict:
@@ -80,4 +88,55 @@ def render_nat(plan: NatPlan) -> dict:
                              {"dnat": {"addr": plan.vm_address}}))
         commands.append(rule("postinbound", _match(_payload(addr, "saddr"), plan.loopback), *ports,
                              {"snat": {"addr": plan.gateway}}))
+    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}
+
+
+def _address_set(addresses: list[str], *extra: object) -> dict:
+    items: list[object] = []
+    for address in [*addresses, *extra]:
+        if isinstance(address, str) and "/" in address:
+            net, length = address.split("/")
+            items.append({"prefix": {"addr": net, "len": int(length)}})
+        else:
+            items.append(address)
+    return {"set": items}
+
+
+def render_spoof_guard(plan: SpoofGuardPlan) -> dict:
+    family, table, chain = "bridge", plan.table, "guard"
+    comment = f"netplug:{plan.tag}"
+
+    def rule(*expr: dict) -> dict:
+        return {"add": {"rule": {"family": family, "table": table, "chain": chain,
+                                 "expr": list(expr), "comment": comment}}}
+
+    drop = {"drop": None}
+    ether_type = {"meta": {"key": "protocol"}}
+    commands: list[dict] = [
+        {"add": {"table": {"family": family, "name": table}}},
+        {"flush": {"table": {"family": family, "name": table}}},
+        {"add": {"chain": {"family": family, "table": table, "name": chain, "type": "filter",
+                           "hook": "prerouting", "prio": -300, "policy": "accept"}}},
+        rule(_match(_meta("iifname"), plan.port, "!="), {"return": None}),
+        rule(_match(_payload("ether", "saddr"), plan.vm_mac, "!="), drop),
+        rule(_match(ether_type, "arp"), _match(_payload("arp", "saddr ether"), plan.vm_mac, "!="), drop),
+    ]
+    if plan.ipv4:
+        commands.append(rule(_match(ether_type, "arp"),
+                             _match(_payload("arp", "saddr ip"), _address_set(plan.ipv4, "0.0.0.0"), "!="), drop))
+        commands.append(rule(_match(ether_type, "ip"), _match(_payload("ip", "saddr"), "0.0.0.0"),
+                             _match(_payload("udp", "dport"), 67), {"return": None}))
+        commands.append(rule(_match(ether_type, "ip"), _match(_payload("ip", "saddr"), _address_set(plan.ipv4), "!="), drop))
+    if plan.ipv6:
+        allowed = _address_set(plan.ipv6, "fe80::/10", "::")
+        commands.append(rule(_match(ether_type, "ip6"), _match(_payload("ip6", "saddr"), allowed, "!="), drop))
+        # nft 1.0 has no name for the neighbour advertisement's target: it is the 128 bits at
+        # bit 64 of the ICMPv6 header; a link-local target (top 10 bits 0x3fa) passes.
+        advert = _match(_payload("icmpv6", "type"), "nd-neighbor-advert")
+        target = {"payload": {"base": "th", "offset": 64, "len": 128}}
+        commands.append(rule(_match(ether_type, "ip6"), advert,
+                             _match({"payload": {"base": "th", "offset": 64, "len": 10}}, "0x3fa"), {"return": None}))
+        own = [f"0x{int(ipaddress.IPv6Address(a)):032x}" for a in plan.ipv6]
+        commands.append(rule(_match(ether_type, "ip6"), advert,
+                             _match(target, {"set": own} if len(own) > 1 else own[0], "!="), drop))
     return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}

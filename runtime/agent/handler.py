@@ -32,7 +32,7 @@ from netplug.errors import (
     PluginNotAvailable,
 )
 from netplug.model.cni import LATEST, at_least, parse_result, result_to_wire
-from netplug.model.netspec import PodInterface
+from netplug.model.netspec import PodInterface, RouteSpec
 from netplug.model.record import AttachmentRecord, IpamDelegate
 from netplug.ops import link, netns, plugin, sysctl
 from runtime import logs
@@ -41,7 +41,7 @@ from runtime.agent.store import Store
 log = logging.getLogger("netplug.handler")
 
 #: sysctls a binding may change, read before planning so DEL can restore them
-OBSERVED_SYSCTLS = ("net/ipv4/ip_forward",)
+OBSERVED_SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv4/conf/all/arp_ignore")
 
 
 class Handler:
@@ -273,10 +273,11 @@ def _observe(netns_path: str, pod_ifname: str) -> tuple[PodInterface, dict[str, 
     with netns.entered(netns_path):
         with link.session() as links:
             found = links.get(pod_ifname)
-        if found is None:
-            raise InvalidConfig(f'podInterface: pod interface "{pod_ifname}" does not exist in {netns_path}')
+            if found is None:
+                raise InvalidConfig(f'podInterface: pod interface "{pod_ifname}" does not exist in {netns_path}')
+            routes = [RouteSpec(dst=r["dst"], gateway=r["gateway"], metric=r["metric"]) for r in links.routes(pod_ifname)]
         values = {key: value for key in OBSERVED_SYSCTLS if (value := sysctl.read(key)) is not None}
-    pod = PodInterface(name=found.name, mac=found.mac or "", mtu=found.mtu,
+    pod = PodInterface(name=found.name, mac=found.mac or "", mtu=found.mtu, routes=routes,
                        addresses=[a for a in found.addresses if not a.startswith("fe80:")])
     return pod, values
 

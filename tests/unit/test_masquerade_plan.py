@@ -131,9 +131,10 @@ def test_tap_mac_is_stable_unicast_local_and_not_the_bridge_mac() -> None:
                                                   ({"net/ipv4/ip_forward": "1"}, "1"),
                                                   ({}, None)])
 def test_ip_forward_is_enabled_and_restored(current: dict, restore: str | None) -> None:
-    sysctls = {s.key: s for s in plan_masquerade(conf(), ctx(sysctls=current)).netspec.sysctls}
+    netspec = plan_masquerade(conf(), ctx(sysctls=current)).netspec
+    sysctls = {s.key: s for s in netspec.sysctls}
     assert (sysctls["net/ipv4/ip_forward"].value, sysctls["net/ipv4/ip_forward"].restore) == ("1", restore)
-    assert sysctls["net/ipv4/conf/k6t-eth0/route_localnet"].value == "1"
+    assert netspec.links[0].sysctls["net/ipv4/conf/k6t-eth0/route_localnet"] == "1"
 
 
 def test_nat_plan() -> None:
@@ -255,12 +256,35 @@ def test_unusable_ipam_result_is_invalid_config(ips: list[dict], words: list[str
 # --- refusals ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("addresses", [(), ("fd00:10:244:1::5/64",)])
-def test_pod_interface_without_ipv4_is_invalid_config(addresses: tuple[str, ...]) -> None:
+def test_pod_interface_without_an_address_is_invalid_config() -> None:
     with pytest.raises(InvalidConfig) as info:
-        plan_masquerade(conf(), ctx(addresses=addresses))
+        plan_masquerade(conf(), ctx(addresses=()))
     assert info.value.cni_code == 7
-    assert "eth0" in info.value.msg and "IPv4" in info.value.msg
+    assert "eth0" in info.value.msg and "no global address" in info.value.msg
+
+
+def test_ipv6_only_pod_gets_nat66_dhcpv6_and_router_advertisements() -> None:
+    netspec = plan_masquerade(conf(), ctx(addresses=("fd00:10:244:1::5/64",))).netspec
+    assert [n.family for n in netspec.nat] == ["ip6"]
+    assert (netspec.nat[0].vm_address, netspec.nat[0].gateway, netspec.nat[0].loopback) == ("fd10:0:2::2", "fd10:0:2::1", "::1")
+    assert netspec.links[0].addresses == ["fd10:0:2::1/120"]
+    assert netspec.links[0].sysctls["net/ipv6/conf/k6t-eth0/accept_dad"] == "0"
+    assert [s.key for s in netspec.sysctls] == ["net/ipv6/conf/all/forwarding"]
+    assert (netspec.dhcp.vm_address, netspec.dhcp.vm_address6, netspec.dhcp.prefixlen6) == (None, "fd10:0:2::2", 120)
+
+
+def test_dual_stack_pod_gets_both_families() -> None:
+    netspec = plan_masquerade(conf(vmIPv6NetworkCIDR="fd20::/64"),
+                              ctx(addresses=("10.244.1.5/24", "fd00:10:244:1::5/64"))).netspec
+    assert [n.family for n in netspec.nat] == ["ip", "ip6"]
+    assert netspec.links[0].addresses == ["10.0.2.1/24", "fd20::1/64"]
+    assert (netspec.dhcp.vm_address, netspec.dhcp.vm_address6) == ("10.0.2.2", "fd20::2")
+
+
+def test_ipv6_vm_network_overlapping_the_pod_is_refused() -> None:
+    with pytest.raises(InvalidConfig) as info:
+        plan_masquerade(conf(vmIPv6NetworkCIDR="fd00:10:244:1::/120"), ctx(addresses=("fd00:10:244:1::5/64",)))
+    assert "vmIPv6NetworkCIDR" in info.value.msg and "overlaps" in info.value.msg
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,113 @@
+"""Bridge binding: the guest takes over the pod interface on L2 (KubeVirt `bridge: {}`).
+
+On the pod network (eth0) and on a secondary network (pod<h>, made by a Multus delegate):
+
+    guest NIC (pod IP, VM MAC) ── tap0 ── k6t-eth0 ── eth0-nic (the pod's veth) ── node
+                                          169.254.75.10/32 (DHCP server id only)
+    eth0: an ifb link holding the pod's MAC as the guest uses it, the pod's addresses, its MTU
+
+The pod interface is renamed `eth0-nic` (`<h>-nic`), loses its addresses, gets the bridge's
+MAC and becomes a bridge port with learning off. The guest answers for the pod's IP and uses
+the guest MAC: `mac`, else one derived from the VM's identity, else the pod interface's own.
+KubeVirt keeps the pod's identity on a dummy link called eth0; this kernel has no dummy
+driver, so netplug uses an ifb link, which like dummy holds a name, a MAC and addresses and
+never answers ARP — CHECK and the CNI result (the pod interface's entry, with the guest's
+MAC) keep describing the pod's address. `net.ipv4.conf.all.arp_ignore=1` keeps the pod netns
+from answering ARP for that address on the bridge.
+
+If the pod interface had an IPv4 address, dnsmasq on the bridge hands it to the guest's MAC
+only, with the pod's gateway, its routes as classless routes (default last), DNS, search
+domains, MTU and the interface's dhcpOptions. Without an address the binding is pure L2 and
+no DHCP runs. IPv6 addresses move to the ifb like IPv4 ones; the guest gets IPv6 from the
+network itself (router advertisements pass the bridge). With `spoofCheck` (the default) a
+bridge-family nftables table drops frames from the tap with another MAC or address.
+
+DEL gives the pod interface back as the primary CNI made it: name, MAC, MTU, addresses,
+routes.
+
+Libvirt side: `<interface type='ethernet'>` with `<target dev='tap0' managed='no'/>` and the
+guest MAC.
+
+May import: netplug.bindings.base, netplug.model, netplug.naming.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from netplug import naming
+from netplug.bindings.base import (
+    AttachmentPlan,
+    BindingContext,
+    derived_mac,
+    dhcp_extras,
+    guest_mac,
+    split_by_family,
+)
+from netplug.model.cni import Interface, Result
+from netplug.model.netconf import BridgeConf
+from netplug.model.netspec import DhcpPlan, LinkSpec, NetSpec, SpoofGuardPlan, SysctlSpec
+
+#: KubeVirt's DHCP server address on an in-pod bridge (link-local, never routed)
+DHCP_SERVER_ADDRESS = "169.254.75.10/32"
+ARP_IGNORE = "net/ipv4/conf/all/arp_ignore"
+
+
+def _classless_routes(routes: list, v4: ipaddress.IPv4Interface) -> tuple[str | None, list[tuple[str, str]]]:
+    """(default gateway, RFC 3442 routes with the default route last) from the pod's routes."""
+    default, others = None, []
+    for route in routes:
+        if not route.gateway or ipaddress.ip_network(route.dst).version != 4:
+            continue
+        if route.dst == "0.0.0.0/0":
+            default = route.gateway
+        elif ipaddress.ip_network(route.dst) != v4.network:
+            others.append((route.dst, route.gateway))
+    if default is not None:
+        others.append(("0.0.0.0/0", default))
+    return default, others
+
+
+def plan_bridge(conf: BridgeConf, ctx: BindingContext) -> AttachmentPlan:
+    pod = ctx.pod_interface
+    v4, v6 = split_by_family(pod.addresses)
+    mtu = conf.mtu or pod.mtu
+    bridge = naming.bridge_name(pod.name)
+    tap = naming.tap_name(pod.name)
+    nic = naming.nic_name(pod.name)
+    tag = naming.attachment_tag(ctx.container_id, ctx.ifname)
+    vm_mac = guest_mac(conf) or pod.mac
+    bridge_mac = derived_mac(0x02, tag, bridge)
+
+    links = [
+        LinkSpec(name=bridge, kind="bridge", mac=bridge_mac, mtu=mtu,
+                 addresses=[DHCP_SERVER_ADDRESS] if v4 else []),
+        LinkSpec(name=nic, kind="existing", takeover=pod, mac=bridge_mac, mtu=mtu, master=bridge,
+                 learning=False),
+        LinkSpec(name=tap, kind="tap", mac=derived_mac(0xFE, tag, tap), mtu=mtu, master=bridge,
+                 owner_uid=conf.tapUid, owner_gid=conf.tapGid, multi_queue=conf.queues > 1),
+        LinkSpec(name=pod.name, kind="ifb", mac=vm_mac, mtu=mtu, addresses=list(pod.addresses)),
+    ]
+    sysctls = []
+    dhcp = None
+    if v4:
+        sysctls.append(SysctlSpec(key=ARP_IGNORE, value="1", restore=ctx.sysctls.get(ARP_IGNORE)))
+        router, routes = _classless_routes(pod.routes, v4[0])
+        dhcp = DhcpPlan(interface=bridge, vm_address=str(v4[0].ip), prefixlen=v4[0].network.prefixlen,
+                        router=router, shared_network=str(v4[0].network.network_address),
+                        classless_routes=routes, mtu=mtu, vm_mac=vm_mac, **dhcp_extras(conf, ctx))
+    guard = None
+    if conf.spoofCheck:
+        guard = SpoofGuardPlan(table=naming.nft_table_name(pod.name) + "_guard", port=tap, vm_mac=vm_mac,
+                               ipv4=[str(a.ip) for a in v4], ipv6=[str(a.ip) for a in v6], tag=tag)
+    netspec = NetSpec(netns=ctx.netns, links=links, sysctls=sysctls, spoof_guard=guard, dhcp=dhcp)
+
+    result = ctx.prev_result.model_copy(deep=True) if ctx.prev_result else Result()
+    index = result.sandbox_interface(pod.name)
+    if index is not None:
+        result.interfaces[index].mac = vm_mac  # the pod's identity, as the guest now uses it
+    else:
+        result.interfaces.append(Interface(name=pod.name, mac=vm_mac, mtu=mtu, sandbox=ctx.netns))
+    for name, mac in ((bridge, bridge_mac), (nic, bridge_mac), (tap, links[2].mac)):
+        result.interfaces.append(Interface(name=name, mac=mac, mtu=mtu, sandbox=ctx.netns))
+    return AttachmentPlan(netspec=netspec, result=result)
