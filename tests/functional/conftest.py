@@ -156,14 +156,21 @@ class PodNetwork:
     def gateway(self) -> str:
         return f"10.250.{self.index}.1"
 
-    def primary(self) -> dict:
+    @property
+    def subnet6(self) -> str:
+        return f"fd00:250:{self.index}::/64"
+
+    def primary(self, *, ipv4: bool = True, ipv6: bool = False) -> dict:
+        ranges = ([[{"subnet": self.subnet}]] if ipv4 else []) + ([[{"subnet": self.subnet6}]] if ipv6 else [])
         return {
             "type": "bridge", "bridge": self.bridge, "isDefaultGateway": True,
-            "ipam": {"type": "host-local", "subnet": self.subnet, "dataDir": self.data_dir},
+            "ipam": {"type": "host-local", "ranges": ranges, "dataDir": self.data_dir},
         }
 
-    def conflist(self, version: str = "1.0.0", *plugins: dict, name: str = "podnet") -> dict:
-        return {"cniVersion": version, "name": name, "plugins": [self.primary(), *plugins]}
+    def conflist(self, version: str = "1.0.0", *plugins: dict, name: str = "podnet",
+                 ipv4: bool = True, ipv6: bool = False) -> dict:
+        return {"cniVersion": version, "name": name,
+                "plugins": [self.primary(ipv4=ipv4, ipv6=ipv6), *plugins]}
 
     def allocations(self) -> list[str]:
         directory = os.path.join(self.data_dir, "podnet")
@@ -193,6 +200,7 @@ class Outside:
     ns: Netns
     address: str
     node_link: str
+    address6: str = ""
 
 
 @pytest.fixture
@@ -204,9 +212,13 @@ def outside() -> Outside:
     sh("ip", "addr", "add", f"10.99.{index}.1/24", "dev", node_link)
     ns.ip("addr", "add", f"10.99.{index}.2/24", "dev", "ext0")
     ns.ip("route", "add", "default", "via", f"10.99.{index}.1")
-    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # the node netns is this test run's own
-        f.write("1")
-    yield Outside(ns=ns, address=f"10.99.{index}.2", node_link=node_link)
+    sh("ip", "addr", "add", f"fd99:{index}::1/64", "dev", node_link, "nodad")
+    ns.ip("addr", "add", f"fd99:{index}::2/64", "dev", "ext0", "nodad")
+    ns.ip("-6", "route", "add", "default", "via", f"fd99:{index}::1")
+    for key in ("ipv4/ip_forward", "ipv6/conf/all/forwarding"):  # the node netns is this test run's own
+        with open(f"/proc/sys/net/{key}", "w") as f:
+            f.write("1")
+    yield Outside(ns=ns, address=f"10.99.{index}.2", node_link=node_link, address6=f"fd99:{index}::2")
     sh("ip", "link", "del", node_link, check=False)
     ns.delete()
 
@@ -220,9 +232,14 @@ class Guest:
     mac: str
 
 
-def attach_guest(pod: Netns, bridge: str, mac: str = "52:54:00:12:34:56") -> Guest:
+def attach_guest(pod: Netns, bridge: str, mac: str = "52:54:00:12:34:56", *, as_tap: str | None = None) -> Guest:
+    """A guest stand-in on `bridge`. With `as_tap`, it takes the place (and the name) of the
+    binding's tap, so what guards the tap (the spoof guard) guards the stand-in."""
     ns = Netns.create("npvm")
-    port = unique("npg")
+    ns.exec("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
+    if as_tap:
+        pod.ip("link", "del", as_tap)
+    port = as_tap or unique("npg")
     veth(pod, port, ns, "eth0", b_mac=mac)
     pod.ip("link", "set", port, "master", bridge)
     return Guest(ns=ns, port=port, mac=mac)

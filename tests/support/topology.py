@@ -115,7 +115,8 @@ class TcpServer:
     def __init__(self, ns: Netns, port: int, host: str = "0.0.0.0") -> None:
         self.ns, self.port = ns, port
         self.peers: list[str] = []
-        self.sock = ns.run(lambda: socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = ns.run(lambda: socket.create_server((host, port), family=family, dualstack_ipv6=family == socket.AF_INET6))
         self.sock.settimeout(0.2)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -151,11 +152,11 @@ def tcp_request(ns: Netns, host: str, port: int, timeout: float = 3.0) -> str | 
 UDHCPC_SCRIPT = """#!/bin/sh
 # udhcpc hook for tests: record the lease, configure the interface like a guest would
 case "$1" in
-  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
   bound|renew)
     ip addr add "$ip/$mask" dev "$interface"
     [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
-    env | grep -E '^(ip|mask|subnet|router|dns|domain|search|mtu|hostname|staticroutes|lease|serverid|interface)=' > "$LEASE_FILE"
+    env | grep -E '^(ip|mask|subnet|router|dns|domain|search|mtu|hostname|staticroutes|lease|serverid|interface|ntpsrv|tftp|bootfile|opt[0-9]+)=' > "$LEASE_FILE"
     ;;
 esac
 exit 0
@@ -176,7 +177,7 @@ def dhcp_lease(ns: Netns, ifname: str, workdir: str, *, tries: int = 5) -> dict[
     subprocess.run(
         ["ip", "netns", "exec", ns.name, "busybox", "udhcpc", "-i", ifname, "-s", script, "-n", "-q",
          "-t", str(tries), "-T", "1", "-A", "1", "-O", "search", "-O", "staticroutes", "-O", "hostname",
-         "-O", "mtu", "-O", "domain"],
+         "-O", "mtu", "-O", "domain", "-O", "ntpsrv", "-O", "tftp", "-O", "bootfile", "-O", "240"],
         env={**os.environ, "LEASE_FILE": lease}, capture_output=True, text=True, timeout=60, check=False)
     if not os.path.exists(lease):
         return {}
@@ -209,3 +210,33 @@ def processes_mentioning(text: str) -> list[int]:
         if state != "Z" and text.encode() in cmdline:
             pids.append(int(entry))
     return pids
+
+
+def dhcp6_lease(ns: Netns, ifname: str, workdir: str, timeout: float = 20) -> str | None:
+    """Run dhclient -6 in `ns` like a stock guest; the IPv6 address it configured, or None."""
+    base = os.path.join(workdir, f"dhclient6-{ns.name}-{ifname}")
+
+    def link_local() -> bool:  # DHCPv6 and router solicitations are sent from it
+        return '"scope":"link"' in ns.ip("-j", "-6", "addr", "show", "dev", ifname).stdout.replace(" ", "")
+    wait_for(link_local, timeout=5)
+    # dhclient's exit status says little (it forks to renew): the address it set is what counts
+    subprocess.run(
+        ["ip", "netns", "exec", ns.name, "dhclient", "-6", "-1", "-v", "-lf", base + ".leases",
+         "-pf", base + ".pid", "-sf", "/sbin/dhclient-script", ifname],
+        capture_output=True, text=True, timeout=timeout + 10, check=False)
+    try:
+        with open(base + ".pid") as f:
+            os.kill(int(f.read().strip()), 15)  # dhclient stays to renew; the test is done with it
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        pass
+    for link in json.loads(ns.ip("-j", "-6", "addr", "show", "dev", ifname).stdout):
+        for addr in link["addr_info"]:
+            if addr.get("scope") == "global":
+                return addr["local"]
+    return None
+
+
+def default_route6(ns: Netns) -> str | None:
+    """The guest's IPv6 default router (from router advertisements), if it has one."""
+    routes = json.loads(ns.ip("-j", "-6", "route", "show", "default").stdout)
+    return routes[0].get("gateway") if routes else None

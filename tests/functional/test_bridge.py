@@ -1,0 +1,230 @@
+"""Bridge binding through the real shim: on the pod network (the guest holds the pod's IP)
+and on secondary networks (pod<h>, made by the reference bridge plugin as a Multus delegate
+would), with the spoof guard, dhcpOptions, and DEL giving the pod interface back."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from netplug import naming
+from tests.functional.conftest import assert_nothing_left, attach_guest
+from tests.support.cnirt import exec_plugin
+from tests.support.spec import validate_result
+from tests.support.topology import Netns, TcpServer, dhcp_lease, sh, tcp_request, unique
+
+VM_MAC = "52:54:00:aa:bb:01"
+BRIDGE = {"type": "netplug", "binding": "bridge", "vmInterface": "default", "mac": VM_MAC}
+
+
+def _sandbox_ips(result: dict, name: str) -> list[str]:
+    index = next(i for i, iface in enumerate(result["interfaces"]) if iface["name"] == name and iface.get("sandbox"))
+    return [ip["address"] for ip in result["ips"] if ip["interface"] == index]
+
+
+def _netplug(np, command: str, conflist: dict, prev: dict | None, **ids):
+    """Run only netplug's plugin of a conflist (its CHECK/DEL without the reference plugin's)."""
+    plugin = conflist["plugins"][-1]
+    config = {"cniVersion": conflist["cniVersion"], "name": conflist["name"], **plugin}
+    if prev is not None:
+        config["prevResult"] = prev
+    return exec_plugin(np.shim, command, config, cni_path=np.runtime.cni_path, extra_env=np.runtime.extra_env, **ids)
+
+
+def test_guest_holds_the_pod_ip(netplug, pod_network, guests, tmp_path):
+    pod, neighbour = Netns.create("nppod"), Netns.create("nppod")
+    try:
+        plain = pod_network.conflist("1.0.0")
+        neighbour_result = netplug.runtime.add(plain, container_id="ctr-neigh", netns=neighbour.path, ifname="eth0")
+        neighbour_ip = _sandbox_ips(neighbour_result, "eth0")[0].split("/")[0]
+
+        conflist = pod_network.conflist("1.0.0", {**BRIDGE, "dhcpOptions": {
+            "ntpServers": ["10.250.0.123"], "tftpServerName": "tftp.example.org", "bootFileName": "pxelinux.0",
+            "privateOptions": [{"option": 240, "value": "hello"}]}})
+        ids = {"container_id": "ctr-bridge", "netns": pod.path, "ifname": "eth0"}
+        result = netplug.runtime.add(conflist, **ids)
+        validate_result(result, "1.0.0")
+        pod_cidr = _sandbox_ips(result, "eth0")[0]
+        pod_ip = pod_cidr.split("/")[0]
+        eth0_entry = next(i for i in result["interfaces"] if i["name"] == "eth0")
+        assert eth0_entry["mac"] == VM_MAC  # the pod's identity, as the guest uses it
+        assert [i["name"] for i in result["interfaces"]][-3:] == ["k6t-eth0", "eth0-nic", "tap0"]
+
+        links = pod.links()
+        assert links["eth0"]["linkinfo"]["info_kind"] == "ifb"
+        assert links["eth0"]["address"] == VM_MAC
+        assert pod.addresses("eth0") == [pod_cidr]
+        assert links["eth0-nic"]["master"] == "k6t-eth0"
+        assert links["eth0-nic"]["address"] == links["k6t-eth0"]["address"]
+        assert links["eth0-nic"]["linkinfo"]["info_slave_data"]["learning"] is False
+        assert pod.addresses("eth0-nic") == []
+        assert pod.sysctl("net/ipv4/conf/all/arp_ignore") == "1"
+
+        assert _netplug(netplug, "CHECK", conflist, result, **ids).returncode == 0
+        guest = attach_guest(pod, "k6t-eth0", VM_MAC, as_tap="tap0")
+        guests.append(guest)
+        check = _netplug(netplug, "CHECK", conflist, result, **ids)  # the stand-in is no tap
+        assert check.returncode == 1 and "tap0 is a veth" in check.json["msg"]
+        lease = dhcp_lease(guest.ns, "eth0", str(tmp_path))
+        assert (lease["ip"], lease["mask"]) == (pod_ip, "24")
+        assert lease["router"] == pod_network.gateway
+        assert lease["staticroutes"] == f"0.0.0.0/0 {pod_network.gateway}"
+        assert lease["mtu"] == str(links["eth0-nic"]["mtu"])
+        assert lease["ntpsrv"] == "10.250.0.123"
+        assert (lease["tftp"], lease["bootfile"]) == ("tftp.example.org", "pxelinux.0")
+        assert lease["opt240"] == "68656c6c6f"  # "hello"
+
+        # the guest talks to another pod on the node bridge as the pod IP
+        server = TcpServer(neighbour, 7000)
+        try:
+            assert tcp_request(guest.ns, neighbour_ip, 7000) == f"hello {pod_ip}\n"
+        finally:
+            server.close()
+
+        run = _netplug(netplug, "DEL", conflist, result, **ids)
+        assert run.returncode == 0, run.stdout
+        guest.ns.delete()
+        # the pod interface is back as the reference bridge plugin made it
+        links = pod.links()
+        assert set(links) == {"lo", "eth0"}
+        assert links["eth0"]["linkinfo"]["info_kind"] == "veth"
+        assert pod.addresses("eth0") == [pod_cidr]
+        assert json.loads(pod.ip("-j", "route", "show", "default").stdout)[0]["gateway"] == pod_network.gateway
+        assert pod.sysctl("net/ipv4/conf/all/arp_ignore") == "0"
+        assert not pod.nft_ruleset() and not netplug.services() and not netplug.records()
+        netplug.runtime.delete(pod_network.conflist("1.0.0"), result, **ids)
+        assert pod_network.allocations() == [neighbour_ip]
+    finally:
+        pod.delete()
+        neighbour.delete()
+
+
+@pytest.fixture
+def node_bridges():
+    made: list[str] = []
+    yield made
+    for name in made:
+        sh("ip", "link", "del", name, check=False)
+
+
+def _secondary(name: str, node_bridge: str, data_dir: str | None, subnet: str | None,
+               range_start: str | None = None) -> dict:
+    ipam = {"type": "host-local", "ranges": [[{"subnet": subnet, **({"rangeStart": range_start} if range_start else {})}]],
+            "dataDir": data_dir} if subnet else {}
+    return {"cniVersion": "1.0.0", "name": name, "plugins": [
+        {"type": "bridge", "bridge": node_bridge, "ipam": ipam},
+        {"type": "netplug", "binding": "bridge", "vmNamespace": "default", "vmInterface": name},
+    ]}
+
+
+def _for_vm(conflist: dict, vm_name: str) -> dict:
+    """The conflist as the controller would give it for one VM (its identity in the binding)."""
+    plugins = [*conflist["plugins"][:-1], {**conflist["plugins"][-1], "vmName": vm_name}]
+    return {**conflist, "plugins": plugins}
+
+
+def test_secondary_networks_isolate_guests(netplug_agent, node_bridges, guests, tmp_path):
+    """red: two guests on it reach each other. blue: the same subnet on another node bridge;
+    its guest reaches neither. green: pure L2 (no IPAM), no DHCP, static addresses work."""
+    red_br, blue_br, green_br = unique("npred"), unique("npblu"), unique("npgrn")
+    node_bridges += [red_br, blue_br, green_br]
+    red = _secondary("red", red_br, str(tmp_path / "ipam-red"), "10.60.0.0/24")
+    blue = _secondary("blue", blue_br, str(tmp_path / "ipam-blue"), "10.60.0.0/24", "10.60.0.100")
+    green = _secondary("green", green_br, None, None)
+    pods = [Netns.create("nppod") for _ in range(5)]
+    attached: list[tuple[dict, dict, dict]] = []
+    try:
+        placements = [(red, pods[0]), (red, pods[1]), (blue, pods[2]), (green, pods[3]), (green, pods[4])]
+        leases = []
+        for n, (network, pod) in enumerate(placements):
+            net = _for_vm(network, f"vm{n}")
+            ifname = naming.pod_interface_for_network(net["name"])
+            ids = {"container_id": f"ctr-sec-{n}", "netns": pod.path, "ifname": ifname}
+            result = netplug_agent.runtime.add(net, **ids)
+            validate_result(result, "1.0.0")
+            attached.append((net, result, ids))
+            h = naming.network_hash(net["name"])
+            assert {f"k6t-{h}", f"{h}-nic", f"tap{h}", f"pod{h}"} <= set(pod.links())
+            mac = next(i["mac"] for i in result["interfaces"] if i["name"] == ifname)
+            guest = attach_guest(pod, f"k6t-{h}", mac, as_tap=f"tap{h}")
+            guests.append(guest)
+            if network is green:
+                assert dhcp_lease(guest.ns, "eth0", str(tmp_path), tries=2) == {}  # pure L2: no DHCP
+                guest.ns.ip("addr", "add", f"192.168.60.{n}/24", "dev", "eth0")
+                leases.append(f"192.168.60.{n}")
+            else:
+                leases.append(dhcp_lease(guest.ns, "eth0", str(tmp_path))["ip"])
+        assert len(netplug_agent.services()) == 3  # red, red, blue: none for green
+
+        servers = [TcpServer(g.ns, 7100) for g in guests]
+        try:
+            assert tcp_request(guests[1].ns, leases[0], 7100) == f"hello {leases[1]}\n"
+            assert tcp_request(guests[0].ns, leases[1], 7100) == f"hello {leases[0]}\n"
+            assert tcp_request(guests[2].ns, leases[0], 7100, timeout=1) is None
+            assert tcp_request(guests[2].ns, leases[1], 7100, timeout=1) is None
+            assert tcp_request(guests[4].ns, leases[3], 7100) == f"hello {leases[4]}\n"
+            assert servers[0].peers == [leases[1]]  # blue's guest never got through
+        finally:
+            for server in servers:
+                server.close()
+
+        # the same VM identity gives the same MAC: a second ADD of vm-on-red in a new pod
+        for net, result, ids in reversed(attached):
+            netplug_agent.runtime.delete(net, result, **ids)
+        for guest in guests:
+            guest.ns.delete()
+        guests.clear()
+        for pod in pods:
+            assert_nothing_left(netplug_agent, pod, keep=("lo",))
+        again = netplug_agent.runtime.add(_for_vm(red, "vm0"), container_id="ctr-sec-again", netns=pods[0].path,
+                                          ifname=naming.pod_interface_for_network("red"))
+        first_mac = next(i["mac"] for i in attached[0][1]["interfaces"] if i["name"].startswith("pod"))
+        assert next(i["mac"] for i in again["interfaces"] if i["name"].startswith("pod")) == first_mac
+        netplug_agent.runtime.delete(red, again, container_id="ctr-sec-again", netns=pods[0].path,
+                                     ifname=naming.pod_interface_for_network("red"))
+    finally:
+        for pod in pods:
+            pod.delete()
+
+
+def test_spoof_guard(netplug, pod_network, guests, tmp_path):
+    pods = {check: Netns.create("nppod") for check in (True, False)}
+    neighbour = Netns.create("nppod")
+    try:
+        neighbour_ip = _sandbox_ips(netplug.runtime.add(pod_network.conflist("1.0.0"), container_id="ctr-nb",
+                                                        netns=neighbour.path, ifname="eth0"), "eth0")[0].split("/")[0]
+        server = TcpServer(neighbour, 7200)
+        try:
+            for check, pod in pods.items():
+                conflist = pod_network.conflist("1.0.0", {**BRIDGE, "spoofCheck": check})
+                result = netplug.runtime.add(conflist, container_id=f"ctr-spoof-{check}", netns=pod.path, ifname="eth0")
+                guest = attach_guest(pod, "k6t-eth0", VM_MAC, as_tap="tap0")
+                guests.append(guest)
+                lease = dhcp_lease(guest.ns, "eth0", str(tmp_path))
+                assert tcp_request(guest.ns, neighbour_ip, 7200) == f"hello {lease['ip']}\n"
+
+                # another source address on the same MAC
+                other_ip = str(ipaddress.ip_address(lease["ip"]) + 100)
+                guest.ns.ip("addr", "flush", "dev", "eth0")
+                guest.ns.ip("addr", "add", f"{other_ip}/24", "dev", "eth0")
+                answer = tcp_request(guest.ns, neighbour_ip, 7200, timeout=1)
+                assert (answer is None) == check, (check, answer)
+
+                # another MAC with its own address
+                guest.ns.ip("addr", "flush", "dev", "eth0")
+                guest.ns.ip("link", "set", "eth0", "address", "52:54:00:66:66:66")
+                guest.ns.ip("addr", "add", f"{lease['ip']}/24", "dev", "eth0")
+                answer = tcp_request(guest.ns, neighbour_ip, 7200, timeout=1)
+                assert (answer is None) == check, (check, answer)
+
+                tables = [t["table"]["name"] for t in pod.nft_ruleset() if "table" in t]
+                assert tables == (["netplug_eth0_guard"] if check else [])
+                netplug.runtime.delete(conflist, result, container_id=f"ctr-spoof-{check}", netns=pod.path, ifname="eth0")
+                assert not pod.nft_ruleset()
+        finally:
+            server.close()
+    finally:
+        for pod in [*pods.values(), neighbour]:
+            pod.delete()
