@@ -128,3 +128,9 @@ class CheckFailed(NetplugError):
     """CHECK found the attachment different from what ADD made."""
 
     cni_code = 107
+
+
+class HypervisorError(NetplugError):
+    """libvirt or QEMU refused to run or change the guest."""
+
+    cni_code = 108

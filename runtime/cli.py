@@ -2,6 +2,7 @@
 
     netplug agent         run the node agent (CNI requests on a unix socket)
     netplug install-cni   install the CNI shim into a CNI bin dir
+    netplug launch        run a VM inside its (already wired) pod netns
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def cmd_install_cni(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    from runtime.launcher import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="netplug", description="Networks for virtual machines on Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     install.add_argument("--python", default=sys.executable,
                          help="interpreter for the shim and its in-process fallback (default: this one)")
     install.set_defaults(func=cmd_install_cni)
+
+    launch = sub.add_parser("launch", help="run a VM inside its wired pod netns (virt-launcher)")
+    launch.add_argument("vmi", help="VirtualMachine or VirtualMachineInstance YAML")
+    launch.add_argument("--netns", required=True, help="the pod's netns path")
+    launch.add_argument("--state-dir", required=True, help="status.json, serial.log, domain.xml, control.sock")
+    launch.add_argument("--kernel", help="boot this kernel directly (with --initrd, --cmdline)")
+    launch.add_argument("--initrd")
+    launch.add_argument("--cmdline")
+    launch.add_argument("--disk", action="append", metavar="VOLUME=PATH", help="image for a volume")
+    launch.add_argument("--log-level", default=os.environ.get("NETPLUG_LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    launch.set_defaults(func=cmd_launch)
 
     args = parser.parse_args(argv)
     try:

@@ -1,7 +1,8 @@
 """Bindings: pure planning, one module per binding, one plan function each.
 
-`plan(conf, ctx)` is the single dispatch point from a binding config to its planner; adding
-a binding adds a module and a line here and touches no other binding.
+`plan(conf, ctx)` is the single dispatch point from a binding config to its pod-side planner,
+`DOMAIN_DEVICES` from a VM interface's binding to its guest-side device; adding a binding adds
+a module and a line in each table here and touches no other binding.
 
 May import: netplug.model, netplug.naming, netplug.render, netplug.errors.
 """
@@ -11,13 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from netplug.bindings.base import AttachmentPlan, BindingContext
-from netplug.bindings.bridge import plan_bridge
-from netplug.bindings.masquerade import plan_masquerade
+from netplug.bindings.bridge import domain_bridge, plan_bridge
+from netplug.bindings.masquerade import domain_masquerade, plan_masquerade
 from netplug.model.netconf import BindingBase
 
 PLANNERS: dict[str, Callable[..., AttachmentPlan]] = {
     "masquerade": plan_masquerade,
     "bridge": plan_bridge,
+}
+
+
+#: binding name -> its policy for the guest's device (libvirt <interface> or <hostdev>)
+DOMAIN_DEVICES: dict[str, Callable[..., object]] = {
+    "masquerade": domain_masquerade,
+    "bridge": domain_bridge,
 }
 
 

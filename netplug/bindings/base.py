@@ -15,7 +15,9 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from netplug.model import vm
 from netplug.model.cni import Result
+from netplug.model.domain import DomainInterface, PciAddress
 from netplug.model.netconf import BindingBase, TapBindingBase
 from netplug.model.netspec import NetSpec, PodInterface
 
@@ -83,15 +85,54 @@ def derived_mac(prefix: int, *parts: str) -> str:
     return ":".join(f"{o:02x}" for o in octets)
 
 
+def stable_mac(namespace: str | None, vm_name: str, interface: str) -> str:
+    """A locally administered unicast MAC that a VM's interface keeps across restarts."""
+    digest = hashlib.sha256(f"{namespace or 'default'}/{vm_name}/{interface}".encode()).digest()
+    return ":".join(f"{o:02x}" for o in [digest[0] & 0xFC | 0x02, *digest[1:6]])
+
+
 def guest_mac(conf: BindingBase) -> str | None:
     """The guest's MAC: the configured one, else one derived from the VM's namespace, name
     and interface (the same after every restart of the VM), else None (not known here)."""
     if conf.mac:
         return conf.mac
     if conf.vmName and conf.vmInterface:
-        digest = hashlib.sha256(f"{conf.vmNamespace or 'default'}/{conf.vmName}/{conf.vmInterface}".encode()).digest()
-        return ":".join(f"{o:02x}" for o in [digest[0] & 0xFC | 0x02, *digest[1:6]])
+        return stable_mac(conf.vmNamespace, conf.vmName, conf.vmInterface)
     return None
+
+
+@dataclass
+class WiredInterface:
+    """What the launcher observed in the pod for one VM interface."""
+
+    name: str
+    binding: str
+    #: the tap the guest NIC opens (tap bindings)
+    tap: str | None = None
+    mtu: int | None = None
+    #: MAC of the link holding the pod's identity (bridge binding: what the CNI chose)
+    identity_mac: str | None = None
+    #: host PCI address of the VF (SR-IOV)
+    pci_address: str | None = None
+    #: the pod's addresses on this network (what KubeVirt reports as the VMI's IPs)
+    pod_addresses: list[str] = field(default_factory=list)
+
+
+def tap_domain_interface(iface: vm.Interface, wired: WiredInterface, mac: str, queues: int | None) -> DomainInterface:
+    """`<interface type='ethernet'>` on the binding's tap, as KubeVirt renders it on x86:
+    virtio means virtio-non-transitional, alias `ua-<name>`, no option ROM unless the NIC
+    boots. Multi-queue gives `<driver queues=N/>` without naming vhost: where the kernel
+    has no vhost-net (like this project's CI), libvirt then falls back to QEMU's own."""
+    model = iface.model or "virtio"
+    return DomainInterface(
+        type="ethernet", target_dev=wired.tap, target_managed=False,
+        model="virtio-non-transitional" if model == "virtio" else model,
+        mac=mac, mtu=wired.mtu, alias=f"ua-{iface.name}",
+        boot_order=iface.bootOrder, rom_enabled=None if iface.bootOrder else False,
+        pci_address=PciAddress.parse(iface.pciAddress) if iface.pciAddress else None,
+        acpi_index=iface.acpiIndex, link_state="down" if iface.state == "down" else None,
+        driver_queues=queues if queues and queues > 1 else None,
+    )
 
 
 def split_by_family(cidrs: list[str]) -> tuple[list[ipaddress.IPv4Interface], list[ipaddress.IPv6Interface]]:

@@ -39,12 +39,17 @@ from netplug import naming
 from netplug.bindings.base import (
     AttachmentPlan,
     BindingContext,
+    WiredInterface,
     derived_mac,
     dhcp_extras,
     guest_mac,
     split_by_family,
+    stable_mac,
+    tap_domain_interface,
 )
+from netplug.model import vm
 from netplug.model.cni import Interface, Result
+from netplug.model.domain import DomainInterface
 from netplug.model.netconf import BridgeConf
 from netplug.model.netspec import DhcpPlan, LinkSpec, NetSpec, SpoofGuardPlan, SysctlSpec
 
@@ -111,3 +116,11 @@ def plan_bridge(conf: BridgeConf, ctx: BindingContext) -> AttachmentPlan:
     for name, mac in ((bridge, bridge_mac), (nic, bridge_mac), (tap, links[2].mac)):
         result.interfaces.append(Interface(name=name, mac=mac, mtu=mtu, sandbox=ctx.netns))
     return AttachmentPlan(netspec=netspec, result=result)
+
+
+def domain_bridge(vmi: vm.VirtualMachineInstance, iface: vm.Interface, wired: WiredInterface,
+                  queues: int | None) -> DomainInterface:
+    """The guest NIC on the binding's tap. MAC: the spec's, else the one the CNI gave the
+    pod's identity link (so DHCP, spoof guard and guest agree), else stable for the VM."""
+    mac = iface.macAddress or wired.identity_mac or stable_mac(vmi.metadata.namespace, vmi.metadata.name, iface.name)
+    return tap_domain_interface(iface, wired, mac.lower(), queues)

@@ -27,12 +27,17 @@ from netplug import naming
 from netplug.bindings.base import (
     AttachmentPlan,
     BindingContext,
+    WiredInterface,
     derived_mac,
     dhcp_extras,
     split_by_family,
+    stable_mac,
+    tap_domain_interface,
 )
 from netplug.errors import InvalidConfig
+from netplug.model import vm
 from netplug.model.cni import Interface, IPConfig, Result
+from netplug.model.domain import DomainInterface
 from netplug.model.netconf import MasqueradeConf
 from netplug.model.netspec import DhcpPlan, LinkSpec, NatPlan, NetSpec, SysctlSpec
 
@@ -131,3 +136,11 @@ def plan_masquerade(conf: MasqueradeConf, ctx: BindingContext) -> AttachmentPlan
         result.ips.append(IPConfig(address=str(vm4), gateway=dhcp.router,
                                    interface=len(result.interfaces) - 1))
     return AttachmentPlan(netspec=netspec, result=result)
+
+
+def domain_masquerade(vmi: vm.VirtualMachineInstance, iface: vm.Interface, wired: WiredInterface,
+                      queues: int | None) -> DomainInterface:
+    """The guest NIC on tap0. MAC: the spec's, else stable for the VM (KubeVirt would take
+    eth0's, which changes with every new pod)."""
+    mac = iface.macAddress or stable_mac(vmi.metadata.namespace, vmi.metadata.name, iface.name)
+    return tap_domain_interface(iface, wired, mac.lower(), queues)

@@ -76,3 +76,29 @@ def entered(path: str) -> Iterator[None]:
     finally:
         os.close(target)
         os.close(own)
+
+
+CLONE_NEWNS = 0x00020000
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
+
+
+def enter_for_process(path: str) -> None:
+    """Move the calling thread into the netns for good (a launcher does this first thing,
+    before it starts threads, so every thread and child it makes lives there too)."""
+    check(path)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(fd, path)
+    finally:
+        os.close(fd)
+
+
+def private_run_dir() -> None:
+    """Give the calling process its own mount namespace with an empty tmpfs on /run, so that
+    libvirt's embedded driver leaves nothing behind in the host's /run."""
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        raise KernelError(f"unshare(CLONE_NEWNS): {os.strerror(ctypes.get_errno())}")
+    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise KernelError(f"making / private: {os.strerror(ctypes.get_errno())}")
+    if _libc.mount(b"tmpfs", b"/run", b"tmpfs", 0, b"mode=0755") != 0:
+        raise KernelError(f"mounting a tmpfs on /run: {os.strerror(ctypes.get_errno())}")

@@ -1,0 +1,149 @@
+"""The part of KubeVirt's `kubevirt.io/v1` API netplug reads: VirtualMachine and
+VirtualMachineInstance, their interfaces and networks, and enough of the domain (CPU,
+memory, disks) to boot the guest. Unknown fields are kept, so KubeVirt YAML loads unchanged.
+
+May import: pydantic, netplug.model.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from netplug.errors import InvalidConfig
+from netplug.model.netconf import DhcpOptions, PortSpec
+
+BINDING_METHODS = ("masquerade", "bridge", "sriov")
+
+
+class _Api(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Interface(_Api):
+    name: str
+    model: str | None = None
+    masquerade: dict | None = None
+    bridge: dict | None = None
+    sriov: dict | None = None
+    ports: list[PortSpec] = Field(default_factory=list)
+    macAddress: str | None = None
+    bootOrder: int | None = None
+    pciAddress: str | None = None
+    dhcpOptions: DhcpOptions | None = None
+    acpiIndex: int | None = None
+    state: str | None = None
+
+    @property
+    def binding(self) -> str | None:
+        methods = [m for m in BINDING_METHODS if getattr(self, m) is not None]
+        return methods[0] if len(methods) == 1 else None
+
+
+class PodNetwork(_Api):
+    vmNetworkCIDR: str | None = None
+    vmIPv6NetworkCIDR: str | None = None
+
+
+class MultusNetwork(_Api):
+    networkName: str
+    default: bool = False
+
+
+class Network(_Api):
+    name: str
+    pod: PodNetwork | None = None
+    multus: MultusNetwork | None = None
+
+
+class Devices(_Api):
+    interfaces: list[Interface] = Field(default_factory=list)
+    disks: list[dict] = Field(default_factory=list)
+    networkInterfaceMultiqueue: bool = False
+    autoattachPodInterface: bool = True
+
+
+class CPU(_Api):
+    cores: int = 1
+    sockets: int = 1
+    threads: int = 1
+
+
+class DomainSpec(_Api):
+    devices: Devices = Field(default_factory=Devices)
+    cpu: CPU | None = None
+    resources: dict = Field(default_factory=dict)
+    memory: dict | None = None
+
+
+class VMISpec(_Api):
+    domain: DomainSpec = Field(default_factory=DomainSpec)
+    networks: list[Network] = Field(default_factory=list)
+    volumes: list[dict] = Field(default_factory=list)
+
+
+class ObjectMeta(_Api):
+    name: str = ""
+    namespace: str = "default"
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    uid: str | None = None
+
+
+class VirtualMachineInstance(_Api):
+    apiVersion: str = "kubevirt.io/v1"
+    kind: str = "VirtualMachineInstance"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: VMISpec = Field(default_factory=VMISpec)
+
+    def network(self, name: str) -> Network | None:
+        return next((n for n in self.spec.networks if n.name == name), None)
+
+    @property
+    def vcpus(self) -> int:
+        cpu = self.spec.domain.cpu or CPU()
+        return max(1, cpu.cores * cpu.sockets * cpu.threads)
+
+    @property
+    def memory_mib(self) -> int:
+        guest = (self.spec.domain.memory or {}).get("guest")
+        requested = guest or (self.spec.domain.resources.get("requests") or {}).get("memory") or "128Mi"
+        return parse_memory_mib(str(requested))
+
+
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+_FACTORS = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+            "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+
+
+def parse_memory_mib(quantity: str) -> int:
+    """A Kubernetes quantity ("64M", "1Gi", "134217728") in MiB, rounded up."""
+    m = _QUANTITY.match(quantity.strip())
+    if not m:
+        raise InvalidConfig(f'memory: "{quantity}" is not a Kubernetes quantity (e.g. 128Mi, 1Gi)')
+    size = float(m.group(1)) * _FACTORS[m.group(2)]
+    return max(1, -(-int(size) // (1024**2)))
+
+
+def vmi_from_document(document: Any) -> VirtualMachineInstance:
+    """A VirtualMachineInstance from a VM or VMI document (a VM yields its template)."""
+    if not isinstance(document, dict):
+        raise InvalidConfig("the document is not a YAML/JSON object")
+    kind = document.get("kind")
+    if document.get("apiVersion") != "kubevirt.io/v1" or kind not in ("VirtualMachine", "VirtualMachineInstance"):
+        raise InvalidConfig(
+            f'apiVersion/kind: want kubevirt.io/v1 VirtualMachine or VirtualMachineInstance, '
+            f'got {document.get("apiVersion")}/{kind}')
+    try:
+        if kind == "VirtualMachine":
+            meta = ObjectMeta.model_validate(document.get("metadata") or {})
+            template = (document.get("spec") or {}).get("template") or {}
+            spec = VMISpec.model_validate(template.get("spec") or {})
+            return VirtualMachineInstance(metadata=meta, spec=spec)
+        return VirtualMachineInstance.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidConfig(f"{where}: {first['msg']}") from None

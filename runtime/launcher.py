@@ -1,0 +1,264 @@
+"""`netplug launch`: run one VM inside its pod's network namespace (KubeVirt's virt-launcher).
+
+    netplug launch VMI.yaml --netns /run/netns/POD --state-dir DIR \\
+        [--kernel K --initrd I --cmdline C] [--disk VOLUME=PATH] [--network-status FILE]
+
+1. enter the pod netns for good and give the process a private /run (libvirt leaves nothing
+   on the host);
+2. observe how the pod was wired for each VM interface (tap, MTU, the pod identity's MAC);
+3. plan the domain (netplug.guest), log it, start it with libvirt's embedded QEMU driver
+   (TCG unless KVM can really run guests: detected, not configured);
+4. report status to DIR/status.json — phase Scheduled → Running → Succeeded/Failed, and
+   `interfaces` as KubeVirt puts them in a VMI's status;
+5. serve hotplug on DIR/control.sock (one JSON request per connection: attach or detach an
+   interface on a network the pod was already wired for);
+6. on SIGTERM or SIGINT destroy the domain; exit when the domain has stopped.
+
+Why the embedded driver: no daemon to start, supervise and clean up per pod; QEMU is this
+process's child and lives in its netns, so it opens the taps the CNI made (`managed='no'`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import yaml
+
+from netplug import naming
+from netplug.bindings import DOMAIN_DEVICES
+from netplug.bindings.base import WiredInterface
+from netplug.errors import InvalidConfig, NetplugError
+from netplug.guest import BootSource, domain_name, plan_domain
+from netplug.model.vm import Interface, Network, VirtualMachineInstance, vmi_from_document
+from netplug.ops import link, netns
+from netplug.ops.libvirt import EmbeddedHypervisor, hardware_virtualization
+from netplug.render.libvirt_xml import (
+    domain_to_xml,
+    interface_from_xml,
+    interface_to_xml,
+    to_string,
+)
+from runtime import logs
+
+log = logging.getLogger("netplug.launcher")
+EMULATOR = "/usr/bin/qemu-system-x86_64"
+
+
+def pod_interface_of(network: Network) -> str:
+    """The pod interface KubeVirt (and Multus, told by the controller) gives a network."""
+    if network.pod is not None or (network.multus is not None and network.multus.default):
+        return "eth0"
+    return naming.pod_interface_for_network(network.name)
+
+
+def observe(vmi: VirtualMachineInstance, interfaces: list[Interface]) -> dict[str, WiredInterface]:
+    wired = {}
+    with link.session() as links:
+        for iface in interfaces:
+            network = vmi.network(iface.name)
+            if network is None:
+                raise InvalidConfig(f"interface {iface.name}: no network of that name in spec.networks")
+            pod_iface = pod_interface_of(network)
+            tap = links.get(naming.tap_name(pod_iface)) if iface.binding != "sriov" else None
+            if iface.binding != "sriov" and tap is None:
+                raise InvalidConfig(f"interface {iface.name}: tap {naming.tap_name(pod_iface)} is missing "
+                                    "(was the pod wired by netplug's CNI?)")
+            identity = links.get(pod_iface)
+            wired[iface.name] = WiredInterface(
+                name=iface.name, binding=iface.binding or "", tap=tap.name if tap else None,
+                mtu=tap.mtu if tap else None, identity_mac=identity.mac if identity else None,
+                pod_addresses=identity.addresses if identity else [])
+    return wired
+
+
+def interface_status(vmi: VirtualMachineInstance, domain_xml: str, wired: dict[str, WiredInterface]) -> list[dict]:
+    """status.interfaces as KubeVirt reports them without a guest agent: the pod IPs, the MAC
+    the domain uses, and where the facts come from."""
+    macs = {}
+    for el in ET.fromstring(domain_xml).iter("interface"):
+        iface = interface_from_xml(el)
+        if iface.alias and iface.alias.startswith("ua-"):
+            macs[iface.alias[3:]] = iface.mac
+    status = []
+    for iface in vmi.spec.domain.devices.interfaces:
+        if iface.name not in wired:
+            continue
+        network = vmi.network(iface.name)
+        addresses = [a.split("/")[0] for a in wired[iface.name].pod_addresses if not a.startswith("fe80:")]
+        entry = {"name": iface.name, "mac": macs.get(iface.name), "infoSource": "domain",
+                 "podInterfaceName": pod_interface_of(network) if network else None}
+        if network is not None and network.multus is not None:
+            entry["infoSource"] = "domain, multus-status"
+        if addresses:
+            entry["ipAddress"], entry["ipAddresses"] = addresses[0], addresses
+        status.append({k: v for k, v in entry.items() if v is not None})
+    return status
+
+
+class Launcher:
+    def __init__(self, vmi: VirtualMachineInstance, state_dir: str, boot: BootSource) -> None:
+        self.vmi = vmi
+        self.state_dir = state_dir
+        self.boot = boot
+        self.stopped = threading.Event()
+        self.stop_reason = ""
+        self.status: dict = {"phase": "Scheduled", "domain": domain_name(vmi)}
+        self.hypervisor: EmbeddedHypervisor | None = None
+        self.dom = None
+        self.wired: dict[str, WiredInterface] = {}
+
+    def write_status(self, **changes: object) -> None:
+        self.status.update(changes, updated=time.time())
+        path = os.path.join(self.state_dir, "status.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(self.status, f)
+        os.replace(path + ".tmp", path)
+        log.info("status %s", self.status["phase"], extra={"data": self.status})
+
+    def start(self) -> None:
+        self.write_status()
+        interfaces = [i for i in self.vmi.spec.domain.devices.interfaces if i.state != "absent"]
+        self.wired = observe(self.vmi, interfaces)
+        accelerated = hardware_virtualization()
+        domain = plan_domain(self.vmi, self.wired, self.boot, accelerated=accelerated,
+                             serial_log=os.path.join(self.state_dir, "serial.log"), emulator=EMULATOR)
+        xml = to_string(domain_to_xml(domain))
+        with open(os.path.join(self.state_dir, "domain.xml"), "w") as f:
+            f.write(xml)
+        log.info("starting domain %s (%s)", domain.name, "KVM" if accelerated else "TCG: no usable KVM")
+        self.hypervisor = EmbeddedHypervisor(os.path.join(self.state_dir, "libvirt"))
+        self.dom = self.hypervisor.start(xml, self.on_stop)
+        live = self.hypervisor.live_xml(self.dom)
+        self.write_status(phase="Running", qemuPid=self.hypervisor.qemu_pid(self.dom),
+                          interfaces=interface_status(self.vmi, live, self.wired))
+
+    def on_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.stopped.set()
+
+    def stop(self) -> None:
+        if self.hypervisor is not None and self.dom is not None and not self.stopped.is_set():
+            log.info("destroying the domain")
+            self.hypervisor.destroy(self.dom)
+
+    def finish(self) -> int:
+        failed = self.stop_reason in ("crashed", "failed")
+        self.write_status(phase="Failed" if failed else "Succeeded", reason=self.stop_reason)
+        if self.hypervisor is not None:
+            self.hypervisor.close()
+        return 1 if failed else 0
+
+    # --- hotplug -------------------------------------------------------------------------
+
+    def control(self, request: dict) -> dict:
+        op = request.get("op")
+        if self.dom is None or self.hypervisor is None or self.stopped.is_set():
+            return {"error": "the domain is not running"}
+        if op == "attach":
+            iface = Interface.model_validate(request["interface"])
+            network = Network.model_validate(request["network"])
+            if self.vmi.network(network.name) is None:
+                self.vmi.spec.networks.append(network)
+            if iface.binding not in DOMAIN_DEVICES or iface.binding == "masquerade":
+                return {"error": f"interface {iface.name}: only bridge interfaces can be hot-plugged"}
+            self.wired.update(observe(self.vmi, [iface]))
+            self.vmi.spec.domain.devices.interfaces.append(iface)
+            device = DOMAIN_DEVICES[iface.binding](self.vmi, iface, self.wired[iface.name], None)
+            self.hypervisor.attach(self.dom, to_string(interface_to_xml(device)))
+        elif op == "detach":
+            name = request.get("name")
+            live = ET.fromstring(self.hypervisor.live_xml(self.dom))
+            match = [el for el in live.iter("interface") if interface_from_xml(el).alias == f"ua-{name}"]
+            if not match:
+                return {"error": f"interface {name} is not attached"}
+            self.hypervisor.detach(self.dom, ET.tostring(match[0], encoding="unicode"))
+            self.vmi.spec.domain.devices.interfaces = [
+                i for i in self.vmi.spec.domain.devices.interfaces if i.name != name]
+            self.wired.pop(name, None)
+        else:
+            return {"error": f"unknown op {op!r}; want attach or detach"}
+        live = self.hypervisor.live_xml(self.dom)
+        self.write_status(interfaces=interface_status(self.vmi, live, self.wired))
+        return {"ok": True}
+
+    def serve_control(self) -> None:
+        path = os.path.join(self.state_dir, "control.sock")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            server.bind(path)
+        finally:
+            os.umask(old)
+        server.listen(4)
+
+        def loop() -> None:
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    data = b""
+                    while chunk := conn.recv(65536):
+                        data += chunk
+                    try:
+                        answer = self.control(json.loads(data))
+                    except (ValueError, KeyError, NetplugError) as exc:
+                        answer = {"error": getattr(exc, "msg", str(exc))}
+                    conn.sendall(json.dumps(answer).encode())
+        threading.Thread(target=loop, name="control", daemon=True).start()
+
+
+def control_request(state_dir: str, request: dict, timeout: float = 60) -> dict:
+    """Send one hotplug request to a running launcher (what virt-handler does in KubeVirt)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(os.path.join(state_dir, "control.sock"))
+        sock.sendall(json.dumps(request).encode())
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return json.loads(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.setup(args.log_level)
+    with open(args.vmi) as f:
+        try:
+            vmi = vmi_from_document(yaml.safe_load(f))
+        except yaml.YAMLError as exc:
+            raise InvalidConfig(f"{args.vmi}: not YAML ({exc})") from None
+    disks = {}
+    for item in args.disk or []:
+        volume, sep, path = item.partition("=")
+        if not sep or not os.path.isabs(path) or not os.path.isfile(path):
+            raise InvalidConfig(f'--disk "{item}": want VOLUME=/absolute/path/to/an/image')
+        disks[volume] = path
+    for name in ("kernel", "initrd"):
+        path = getattr(args, name)
+        if path and (not os.path.isabs(path) or not os.path.isfile(path)):
+            raise InvalidConfig(f"--{name} {path}: not an absolute path to a file")
+    os.makedirs(args.state_dir, mode=0o700, exist_ok=True)
+    state_dir = os.path.realpath(args.state_dir)
+
+    netns.enter_for_process(args.netns)
+    netns.private_run_dir()
+    launcher = Launcher(vmi, state_dir, BootSource(kernel=args.kernel, initrd=args.initrd,
+                                                    cmdline=args.cmdline, disks=disks))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: launcher.stop())
+    try:
+        launcher.start()
+    except NetplugError as exc:
+        launcher.write_status(phase="Failed", reason=exc.msg)
+        raise
+    launcher.serve_control()
+    while not launcher.stopped.wait(0.5):
+        pass
+    return launcher.finish()
