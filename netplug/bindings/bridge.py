@@ -20,7 +20,9 @@ only, with the pod's gateway, its routes as classless routes (default last), DNS
 domains, MTU and the interface's dhcpOptions. Without an address the binding is pure L2 and
 no DHCP runs. IPv6 addresses move to the ifb like IPv4 ones; the guest gets IPv6 from the
 network itself (router advertisements pass the bridge). With `spoofCheck` (the default) a
-bridge-family nftables table drops frames from the tap with another MAC or address.
+bridge-family nftables table drops frames from the tap with another MAC, another IPv4 address,
+or an IPv6 address outside the pod's IPv6 prefixes (the guest forms its own there from router
+advertisements).
 
 DEL gives the pod interface back as the primary CNI made it: name, MAC, MTU, addresses,
 routes.
@@ -104,7 +106,7 @@ def plan_bridge(conf: BridgeConf, ctx: BindingContext) -> AttachmentPlan:
     guard = None
     if conf.spoofCheck:
         guard = SpoofGuardPlan(table=naming.nft_table_name(pod.name) + "_guard", port=tap, vm_mac=vm_mac,
-                               ipv4=[str(a.ip) for a in v4], ipv6=[str(a.ip) for a in v6], tag=tag)
+                               ipv4=[str(a.ip) for a in v4], ipv6=[str(a.network) for a in v6], tag=tag)
     netspec = NetSpec(netns=ctx.netns, links=links, sysctls=sysctls, spoof_guard=guard, dhcp=dhcp)
 
     result = ctx.prev_result.model_copy(deep=True) if ctx.prev_result else Result()

@@ -172,7 +172,7 @@ class TapBindingBase(BindingBase):
         return value
 
 
-def _network(value: str, version: int, smallest: int) -> str:
+def _network(value: str, version: int, smallest: int, largest: int = 0) -> str:
     cls = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
     try:
         net = cls(value, strict=True)
@@ -181,6 +181,8 @@ def _network(value: str, version: int, smallest: int) -> str:
     if net.prefixlen > smallest:
         raise ValueError(f'"{value}" is too small: the VM network needs a gateway and a VM address '
                          f"(at most /{smallest})")
+    if net.prefixlen < largest:
+        raise ValueError(f'"{value}" is too large: DHCPv6 serves prefixes of /{largest} or longer')
     return str(net)
 
 
@@ -200,7 +202,7 @@ class MasqueradeConf(TapBindingBase):
     @field_validator("vmIPv6NetworkCIDR")
     @classmethod
     def _cidr6(cls, value: str) -> str:
-        return _network(value, 6, 126)
+        return _network(value, 6, 126, 64)
 
     @field_validator("ports")
     @classmethod

@@ -93,7 +93,9 @@ class SpoofGuardPlan(_Spec):
     table: str
     port: str
     vm_mac: str
+    #: the guest's IPv4 addresses
     ipv4: list[str] = Field(default_factory=list)
+    #: the guest's IPv6 addresses or prefixes (a guest configures itself from router adverts)
     ipv6: list[str] = Field(default_factory=list)
     tag: str
 

@@ -54,9 +54,9 @@ def render_dhcp(plan: DhcpPlan, *, pid_file: str, lease_file: str, log_file: str
         if plan.ntp_servers:
             lines.append("dhcp-option=option:ntp-server," + ",".join(plan.ntp_servers))
         if plan.tftp_server:
-            lines.append(f"dhcp-option=66,{plan.tftp_server}")
+            lines.append(f'dhcp-option=66,"{plan.tftp_server}"')  # quoted: a "#" is not a comment
         if plan.boot_file:
-            lines.append(f"dhcp-option=67,{plan.boot_file}")
+            lines.append(f'dhcp-option=67,"{plan.boot_file}"')
         for code, value in plan.private_options:
             lines.append(f'dhcp-option={code},"{value}"')
     if plan.vm_address6 is not None and plan.prefixlen6 is not None:

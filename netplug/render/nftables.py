@@ -131,12 +131,14 @@ def render_spoof_guard(plan: SpoofGuardPlan) -> dict:
         allowed = _address_set(plan.ipv6, "fe80::/10", "::")
         commands.append(rule(_match(ether_type, "ip6"), _match(_payload("ip6", "saddr"), allowed, "!="), drop))
         # nft 1.0 has no name for the neighbour advertisement's target: it is the 128 bits at
-        # bit 64 of the ICMPv6 header; a link-local target (top 10 bits 0x3fa) passes.
+        # bit 64 of the ICMPv6 header. An advertisement whose target's top bits match an
+        # allowed prefix (an address is a /128) passes; any other is dropped.
         advert = _match(_payload("icmpv6", "type"), "nd-neighbor-advert")
-        target = {"payload": {"base": "th", "offset": 64, "len": 128}}
-        commands.append(rule(_match(ether_type, "ip6"), advert,
-                             _match({"payload": {"base": "th", "offset": 64, "len": 10}}, "0x3fa"), {"return": None}))
-        own = [f"0x{int(ipaddress.IPv6Address(a)):032x}" for a in plan.ipv6]
-        commands.append(rule(_match(ether_type, "ip6"), advert,
-                             _match(target, {"set": own} if len(own) > 1 else own[0], "!="), drop))
+        for allowed in ["fe80::/10", *plan.ipv6]:
+            net = ipaddress.IPv6Network(allowed)
+            top = int(net.network_address) >> (128 - net.prefixlen)
+            bits = {"payload": {"base": "th", "offset": 64, "len": net.prefixlen}}
+            commands.append(rule(_match(ether_type, "ip6"), advert,
+                                 _match(bits, f"0x{top:0{(net.prefixlen + 3) // 4}x}"), {"return": None}))
+        commands.append(rule(_match(ether_type, "ip6"), advert, drop))
     return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}

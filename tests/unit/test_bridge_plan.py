@@ -271,7 +271,7 @@ def test_spoof_guard_plan() -> None:
     assert guard.port == "tap0"
     assert guard.vm_mac == "52:54:00:12:34:56"
     assert guard.ipv4 == ["10.244.1.5"]
-    assert guard.ipv6 == ["fd00:10:244:1::5"]
+    assert guard.ipv6 == ["fd00:10:244:1::/64"]  # the pod's prefix: the guest forms its own address there
     assert guard.tag == TAG
 
 
@@ -326,7 +326,7 @@ def test_ipv6_only_pod_gets_no_dhcp_and_no_arp_ignore() -> None:
     assert netspec.sysctls == []
     assert links(result_plan)["k6t-eth0"].addresses == []
     assert links(result_plan)["eth0"].addresses == [POD_V6]
-    assert (netspec.spoof_guard.ipv4, netspec.spoof_guard.ipv6) == ([], ["fd00:10:244:1::5"])
+    assert (netspec.spoof_guard.ipv4, netspec.spoof_guard.ipv6) == ([], ["fd00:10:244:1::/64"])
 
 
 def test_secondary_network_names() -> None:
