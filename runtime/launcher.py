@@ -50,6 +50,7 @@ from runtime import logs
 
 log = logging.getLogger("netplug.launcher")
 EMULATOR = "/usr/bin/qemu-system-x86_64"
+LIBVIRT_ROOT = "/run/netplug-launcher/libvirt"
 
 
 def pod_interface_of(network: Network) -> str:
@@ -134,7 +135,9 @@ class Launcher:
         with open(os.path.join(self.state_dir, "domain.xml"), "w") as f:
             f.write(xml)
         log.info("starting domain %s (%s)", domain.name, "KVM" if accelerated else "TCG: no usable KVM")
-        self.hypervisor = EmbeddedHypervisor(os.path.join(self.state_dir, "libvirt"))
+        # libvirt's root lives in the private /run: short paths (QEMU's monitor socket must fit
+        # a unix socket address) and nothing left behind when the launcher exits
+        self.hypervisor = EmbeddedHypervisor(LIBVIRT_ROOT)
         self.dom = self.hypervisor.start(xml, self.on_stop)
         live = self.hypervisor.live_xml(self.dom)
         self.write_status(phase="Running", qemuPid=self.hypervisor.qemu_pid(self.dom),

@@ -36,6 +36,9 @@ def render_dhcp(plan: DhcpPlan, *, pid_file: str, lease_file: str, log_file: str
             lines.append(f"shared-network={plan.interface},{plan.shared_network}")
         if plan.vm_mac:
             lines.append(f"dhcp-host={plan.vm_mac},{plan.vm_address},infinite")
+            # On a shared L2 network every pod's server hears every guest: answer only ours,
+            # and never NAK another server's client (an authoritative server would).
+            lines.append("dhcp-ignore=tag:!known")
         if plan.router:
             lines.append(f"dhcp-option=option:router,{plan.router}")
         if plan.dns_servers:
