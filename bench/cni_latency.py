@@ -101,9 +101,7 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=40)
     args = parser.parse_args()
     if os.environ.get("NETPLUG_ISOLATED_NODE") != "1":
-        env = {**os.environ, "NETPLUG_ISOLATED_NODE": "1"}
-        return subprocess.call(["unshare", "--net", "--mount", "--propagation", "private", "--",
-                                sys.executable, *sys.argv], env=env)
+        return subprocess.call([os.path.join(REPO, "scripts", "isolated"), sys.executable, *sys.argv])
 
     with tempfile.TemporaryDirectory(prefix="netplug-bench-") as workdir:
         install_shim(os.path.join(workdir, "bin"), sys.executable)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,9 +56,7 @@ def wait_serial(path: str, pattern: str, launcher: subprocess.Popen, timeout: fl
 def main() -> int:
     guest = os.environ.get("NETPLUG_GUEST_DIR", "/var/cache/netplug/guest")
     if os.environ.get("NETPLUG_ISOLATED_NODE") != "1":
-        env = {**os.environ, "NETPLUG_ISOLATED_NODE": "1"}
-        return subprocess.call(["unshare", "--net", "--mount", "--propagation", "private", "--",
-                                sys.executable, *sys.argv], env=env)
+        return subprocess.call([os.path.join(REPO, "scripts", "isolated"), sys.executable, *sys.argv])
     work = tempfile.mkdtemp(prefix="netplug-demo-")
     bin_dir, state, sock = f"{work}/bin", f"{work}/state", f"{work}/agent.sock"
     install_shim(bin_dir, sys.executable)
@@ -79,7 +78,9 @@ def main() -> int:
     ids = {"container_id": "demo-testvm", "netns": pod.path, "ifname": "eth0",
            "args": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=virt-launcher-testvm"}
     launcher = None
+    result = None
     ok = False
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below still runs
     try:
         veth(None, node_uplink, world, "ext0")
         sh("ip", "addr", "add", "192.0.2.1/24", "dev", node_uplink)
@@ -126,6 +127,7 @@ def main() -> int:
         launcher.terminate()
         launcher.wait(timeout=60)
         runtime.delete(conflist, result, **ids)
+        result = None
         print("  pod links after DEL: " + " ".join(pod.links()))
         text = open(serial, errors="replace").read()
         ok = "DHCP-OK iface=eth0 ip=10.0.2.2" in text and "PING-OK" in text and answer.startswith("hello")
@@ -133,7 +135,10 @@ def main() -> int:
         return 0 if ok else 1
     finally:
         if launcher is not None and launcher.poll() is None:
-            launcher.kill()
+            launcher.terminate()
+            launcher.wait(timeout=60)
+        if result is not None:  # interrupted before DEL
+            runtime.delete(conflist, result, **ids)
         agent.terminate()
         agent.wait()
         for ns in (pod, world):
