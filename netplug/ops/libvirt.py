@@ -69,6 +69,13 @@ def _start_event_loop() -> None:
         _event_loop_started = True
 
 
+def _live_device_change(call: Callable[[str, int], int], device_xml: str, what: str) -> None:
+    try:
+        call(device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    except libvirt.libvirtError as exc:
+        raise HypervisorError(f"cannot {what} the device: {exc}") from None
+
+
 class EmbeddedHypervisor:
     def __init__(self, root: str) -> None:
         os.makedirs(os.path.join(root, "etc"), exist_ok=True)
@@ -94,17 +101,11 @@ class EmbeddedHypervisor:
 
     @staticmethod
     def attach(dom: libvirt.virDomain, device_xml: str) -> None:
-        try:
-            dom.attachDeviceFlags(device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        except libvirt.libvirtError as exc:
-            raise HypervisorError(f"cannot attach the device: {exc}") from None
+        _live_device_change(dom.attachDeviceFlags, device_xml, "attach")
 
     @staticmethod
     def detach(dom: libvirt.virDomain, device_xml: str) -> None:
-        try:
-            dom.detachDeviceFlags(device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        except libvirt.libvirtError as exc:
-            raise HypervisorError(f"cannot detach the device: {exc}") from None
+        _live_device_change(dom.detachDeviceFlags, device_xml, "detach")
 
     @staticmethod
     def live_xml(dom: libvirt.virDomain) -> str:
