@@ -30,7 +30,7 @@ sys.path.insert(0, REPO)
 
 from runtime.cli import install_shim  # noqa: E402
 from tests.support.cnirt import exec_plugin  # noqa: E402
-from tests.support.topology import Netns, sh, unique  # noqa: E402
+from tests.support.topology import Netns, in_isolated_world, sh, unique  # noqa: E402
 
 REFERENCE = "/usr/lib/cni"
 
@@ -100,7 +100,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=40)
     args = parser.parse_args()
-    if os.environ.get("NETPLUG_ISOLATED_NODE") != "1":
+    if not in_isolated_world():
         return subprocess.call([os.path.join(REPO, "scripts", "isolated"), sys.executable, *sys.argv])
 
     with tempfile.TemporaryDirectory(prefix="netplug-bench-") as workdir:

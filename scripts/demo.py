@@ -33,7 +33,7 @@ sys.path.insert(0, REPO)
 
 from runtime.cli import install_shim  # noqa: E402
 from tests.support.cnirt import Runtime  # noqa: E402
-from tests.support.topology import Netns, sh, tcp_request, unique, veth  # noqa: E402
+from tests.support.topology import Netns, in_isolated_world, sh, tcp_request, unique, veth  # noqa: E402
 
 VM_YAML = os.path.join(REPO, "manifests", "examples", "testvm.yaml")
 
@@ -55,7 +55,7 @@ def wait_serial(path: str, pattern: str, launcher: subprocess.Popen, timeout: fl
 
 def main() -> int:
     guest = os.environ.get("NETPLUG_GUEST_DIR", "/var/cache/netplug/guest")
-    if os.environ.get("NETPLUG_ISOLATED_NODE") != "1":
+    if not in_isolated_world():
         return subprocess.call([os.path.join(REPO, "scripts", "isolated"), sys.executable, *sys.argv])
     work = tempfile.mkdtemp(prefix="netplug-demo-")
     bin_dir, state, sock = f"{work}/bin", f"{work}/state", f"{work}/agent.sock"

@@ -24,10 +24,11 @@ def find(plugin_type: str, cni_path: list[str]) -> str:
 
 
 def invoke(plugin_type: str, command: str, config: dict, env: dict[str, str],
-           cni_path: list[str], timeout: float = 60.0) -> dict | None:
-    """Run the plugin; its result (ADD, VERSION) or None; its error as DelegateError."""
+           cni_path: list[str], timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> dict | None:
+    """Run the plugin; its result (ADD, VERSION) or None; its error as DelegateError.
+    `extra_env` reaches the plugin as it is (e.g. NETPLUG_AGENT_SOCKET for netplug's shim)."""
     binary = find(plugin_type, cni_path)
-    child_env = {k: env[k] for k in PASSED_ENV if k in env}
+    child_env = {**(extra_env or {}), **{k: env[k] for k in PASSED_ENV if k in env}}
     child_env["CNI_COMMAND"] = command
     child_env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
     try:

@@ -18,15 +18,15 @@ import pytest
 
 from runtime.cli import install_shim
 from tests.support.cnirt import Runtime
-from tests.support.topology import Netns, processes_mentioning, sh, unique, veth
+from tests.support.topology import Netns, in_isolated_world, processes_mentioning, sh, unique, veth
 
 REFERENCE_PLUGINS = "/usr/lib/cni"
 _subnets = itertools.count(1)
 
 
 def _isolated() -> bool:
-    # scripts/test sets this after `unshare --net --mount`: the node netns is ours to change.
-    return os.geteuid() == 0 and os.environ.get("NETPLUG_ISOLATED_NODE") == "1"
+    # scripts/test runs pytest through scripts/isolated: the node netns is ours to change.
+    return os.geteuid() == 0 and in_isolated_world()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -24,6 +24,16 @@ from netplug.ops import netns as ops_netns
 _counter = itertools.count(1)
 
 
+def in_isolated_world() -> bool:
+    """True inside scripts/isolated: the private tmpfs it mounts on /run/netns is visible
+    (an inherited environment variable could lie; the mount table cannot)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == "/run/netns" and "netplug-isolated" in line for line in f)
+    except OSError:
+        return False
+
+
 def unique(prefix: str) -> str:
     """A name unique on this machine, at most 15 characters."""
     name = f"{prefix}{secrets.token_hex(3)}{next(_counter) % 100:02d}"

@@ -1,0 +1,132 @@
+"""Multus's job on one machine: a pod with the pod network plus two secondary networks from
+NetworkAttachmentDefinition YAML (the reference bridge plugin to two node bridges, one with
+host-local IPAM, one pure L2, each with netplug's bridge binding chained), delegated in order,
+bound to guest stand-ins; the network-status is Multus's; DEL in reverse leaves nothing; a
+failing delegate undoes the ones before it."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from netplug import naming
+from netplug.errors import DelegateError
+from netplug.model.multus import (
+    NetworkAttachmentDefinition,
+    parse_network_status,
+    parse_networks,
+    render_network_status,
+)
+from runtime.cnirt import CNIRuntime
+from runtime.multus import Multus, PodSandbox
+from tests.functional.conftest import attach_guest
+from tests.support.topology import dhcp_lease, sh, unique
+
+NAD_TEMPLATE = """
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  config: '{config}'
+"""
+
+
+def _nad(name: str, plugins: list[dict]) -> NetworkAttachmentDefinition:
+    config = json.dumps({"cniVersion": "1.0.0", "plugins": plugins})
+    return NetworkAttachmentDefinition.from_document(yaml.safe_load(NAD_TEMPLATE.format(name=name, config=config)))
+
+
+@pytest.fixture
+def node_bridges():
+    made: list[str] = []
+    yield made
+    for name in made:
+        sh("ip", "link", "del", name, check=False)
+
+
+def test_pod_with_two_secondary_networks(netplug_agent, pod_network, pod, guests, node_bridges, tmp_path):
+    red_br, green_br = unique("npred"), unique("npgrn")
+    node_bridges += [red_br, green_br]
+    binding = {"type": "netplug", "binding": "bridge", "resolvConf": "/dev/null", "capabilities": {"mac": True}}
+    nads = [
+        _nad("red", [{"type": "bridge", "bridge": red_br,
+                      "ipam": {"type": "host-local", "subnet": "10.63.0.0/24", "dataDir": str(tmp_path / "ipam-red")}},
+                     binding]),
+        _nad("green", [{"type": "bridge", "bridge": green_br, "ipam": {}}, binding]),
+    ]
+    red_if, green_if = naming.pod_interface_for_network("red"), naming.pod_interface_for_network("green")
+    annotation = json.dumps([{"name": "red", "interface": red_if},
+                             {"name": "green", "namespace": "default", "interface": green_if,
+                              "mac": "02:00:00:00:0a:0b", "cni-args": {"vmInterface": "green"}}])
+    multus = Multus(CNIRuntime(netplug_agent.runtime.cni_path, str(tmp_path / "cache"), netplug_agent.runtime.extra_env), nads)
+    sandbox = PodSandbox(namespace="default", name="virt-launcher-vm1", container_id="ctr-multus", netns=pod.path)
+    default = pod_network.conflist("1.0.0", {"type": "netplug", "binding": "masquerade", "resolvConf": "/dev/null"})
+    delegates = multus.delegates(sandbox, default, parse_networks(annotation))
+    assert [d.attachment.ifname for d in delegates] == ["eth0", red_if, green_if]
+
+    statuses = multus.attach(delegates)
+    written = render_network_status(statuses)
+    entries = json.loads(written)
+    assert [e["name"] for e in entries] == ["default/podnet", "default/red", "default/green"]
+    assert [e["interface"] for e in entries] == ["eth0", red_if, green_if]
+    assert entries[0]["default"] is True and "default" not in entries[1]
+    assert entries[0]["ips"][0].startswith(f"10.250.{pod_network.index}.")
+    assert entries[1]["ips"] == ["10.63.0.2"] and "ips" not in entries[2]
+    assert entries[2]["mac"] == "02:00:00:00:0a:0b"  # the selection's mac reached the binding
+    assert entries[0]["gateway"] == [pod_network.gateway]
+    assert parse_network_status(written) == statuses  # what we write, we read back
+
+    links = pod.links()
+    assert {"k6t-eth0", "tap0", f"k6t-{naming.network_hash('red')}", f"{naming.network_hash('red')}-nic",
+            f"tap{naming.network_hash('green')}"} <= set(links)
+    assert links[green_if]["address"] == "02:00:00:00:0a:0b"
+
+    red_guest = attach_guest(pod, f"k6t-{naming.network_hash('red')}", entries[1]["mac"],
+                             as_tap=f"tap{naming.network_hash('red')}")
+    guests.append(red_guest)
+    assert dhcp_lease(red_guest.ns, "eth0", str(tmp_path))["ip"] == "10.63.0.2"
+    assert len(netplug_agent.services()) == 2  # the pod network and red; green is pure L2
+
+    multus.detach(delegates)
+    red_guest.ns.delete()
+    guests.clear()
+    assert set(pod.links()) == {"lo"}
+    assert not pod.nft_ruleset() and not netplug_agent.services() and not netplug_agent.records()
+    assert os.listdir(tmp_path / "cache" / "results") == []
+    assert [f for f in os.listdir(tmp_path / "ipam-red" / "red") if f[0].isdigit()] == []
+
+
+def test_a_failing_delegate_undoes_the_ones_before(netplug_agent, pod_network, pod, node_bridges, tmp_path):
+    red_br = unique("npred")
+    node_bridges.append(red_br)
+    nads = [
+        _nad("red", [{"type": "bridge", "bridge": red_br,
+                      "ipam": {"type": "host-local", "subnet": "10.64.0.0/24", "dataDir": str(tmp_path / "ipam-red")}},
+                     {"type": "netplug", "binding": "bridge", "resolvConf": "/dev/null"}]),
+        # a bridge name that is a veth already: the reference plugin refuses it
+        _nad("broken", [{"type": "bridge", "bridge": "lo", "ipam": {}}]),
+    ]
+    multus = Multus(CNIRuntime(netplug_agent.runtime.cni_path, str(tmp_path / "cache"), netplug_agent.runtime.extra_env), nads)
+    sandbox = PodSandbox(namespace="default", name="virt-launcher-vm2", container_id="ctr-multus-fail", netns=pod.path)
+    default = pod_network.conflist("1.0.0", {"type": "netplug", "binding": "masquerade", "resolvConf": "/dev/null"})
+    delegates = multus.delegates(sandbox, default, parse_networks("red@net1,default/broken"))
+    with pytest.raises(DelegateError) as failure:
+        multus.attach(delegates)
+    assert failure.value.msg.startswith("bridge:") and failure.value.cni_code != 0
+    assert set(pod.links()) == {"lo"}
+    assert not pod.nft_ruleset() and not netplug_agent.services() and not netplug_agent.records()
+    assert pod_network.allocations() == []
+    assert [f for f in os.listdir(tmp_path / "ipam-red" / "red") if f[0].isdigit()] == []
+
+
+def test_unknown_nad_is_refused_before_anything_runs(netplug_agent, pod_network, pod, tmp_path):
+    multus = Multus(CNIRuntime(netplug_agent.runtime.cni_path, str(tmp_path / "cache"), netplug_agent.runtime.extra_env), [])
+    sandbox = PodSandbox(namespace="ns1", name="p", container_id="ctr-x", netns=pod.path)
+    with pytest.raises(Exception, match='"ns1/blue" not found'):
+        multus.delegates(sandbox, pod_network.conflist("1.0.0"), parse_networks("blue"))
+    assert set(pod.links()) == {"lo"}
