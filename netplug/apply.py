@@ -11,14 +11,17 @@ May import: netplug.ops, netplug.render, netplug.model, netplug.errors.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from netplug.errors import LinkConflict, LinkNotFound, NetplugError
-from netplug.model.netspec import LinkSpec, NetSpec
-from netplug.ops import dhcp, link, netns, nft, sysctl
+from netplug.model.netspec import LinkSpec, NetSpec, VfConfig, VfPlan
+from netplug.ops import dhcp, link, netns, nft, sriov, sysctl
 from netplug.render.dnsmasq import render_dhcp
 from netplug.render.nftables import render_nat, render_spoof_guard
 
@@ -118,8 +121,67 @@ def _give_back_in(path: str, wanted: LinkSpec) -> Callable[[], None]:
     return _in_netns(path, give_back)
 
 
+def _vf_settings(config: VfConfig) -> dict:
+    return config.model_dump(exclude_none=True)
+
+
+def _write_device_info(path: str, info: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(info, f)
+    os.replace(path + ".tmp", path)
+
+
+def _unlink(path: str | None) -> None:
+    if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _apply_vf(spec: NetSpec, journal: Journal, checkpoint: Callable[[str], None]) -> None:
+    """Configure the VF through its PF (from the node netns) and move its netdev into the pod
+    under a temporary name, then rename it there: a clash leaves it in the node."""
+    vf = spec.vf
+    assert vf is not None
+    journal.push(f"VF {vf.pci} settings", lambda: sriov.set_vf_config(vf.pf, vf.index, _vf_settings(vf.restore)))
+    sriov.set_vf_config(vf.pf, vf.index, _vf_settings(vf.config))
+    checkpoint("vf:config")
+    if vf.netdev is not None:
+        node = netns.NODE
+        staged = "vf" + hashlib.sha256(vf.pci.encode()).hexdigest()[:11]
+        with link.session() as links:
+            links.move_to_netns(vf.netdev, spec.netns, staged)
+        journal.push(f"VF netdev {vf.netdev}", _in_netns(spec.netns, lambda: _move_back(vf, node)))
+        checkpoint("vf:moved")
+        with netns.entered(spec.netns), link.session() as links:
+            links.set(staged, ifname=vf.ifname, **({"mtu": vf.mtu} if vf.mtu else {}))
+            for address in vf.addresses:
+                links.add_address(vf.ifname, address)
+            links.set_up(vf.ifname)
+    if vf.device_info_file:
+        journal.push("device-info file", lambda: _unlink(vf.device_info_file))
+        _write_device_info(vf.device_info_file, vf.device_info)
+
+
+def _move_back(vf: VfPlan, node_netns: str) -> bool:
+    """From inside the pod netns: the VF netdev (final or staged name) back to the node."""
+    staged = "vf" + hashlib.sha256(vf.pci.encode()).hexdigest()[:11]
+    with link.session() as links:
+        for name in (vf.ifname, staged):
+            if links.get(name) is not None:
+                links.set(name, state="down")
+                links.flush_addresses(name)
+                links.move_to_netns(name, node_netns, vf.netdev or name)
+                return True
+    return False
+
+
 def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
           checkpoint: Callable[[str], None] = _no_checkpoint) -> None:
+    if spec.vf is not None:
+        _apply_vf(spec, journal, checkpoint)
     with netns.entered(spec.netns), link.session() as links:
         freed = {w.takeover.name for w in spec.links if w.takeover is not None}
         for wanted in spec.links:
@@ -185,6 +247,16 @@ def remove(spec: NetSpec, files: ServiceFiles) -> list[str]:
     removed: list[str] = []
     if dhcp.stop(files.conf, files.pid):
         removed.append("dhcp service")
+    if spec.vf is not None:
+        vf = spec.vf
+        node = netns.NODE
+        if vf.netdev is not None and netns.exists(spec.netns):
+            with netns.entered(spec.netns):
+                if _move_back(vf, node):
+                    removed.append(f"VF netdev {vf.netdev} back in the node")
+        sriov.set_vf_config(vf.pf, vf.index, _vf_settings(vf.restore))
+        removed.append(f"VF {vf.pci} settings restored")
+        _unlink(vf.device_info_file)
     if not netns.exists(spec.netns):
         return removed  # links, rules and sysctls went with the namespace
     try:
@@ -246,6 +318,12 @@ def _concurrently(netns_path: str, *jobs: Callable[[], object]) -> list[object]:
 def check(spec: NetSpec, files: ServiceFiles) -> list[str]:
     """Every difference between the pod and `spec`; empty when all is as ADD made it."""
     problems: list[str] = []
+    if spec.vf is not None:
+        vf = spec.vf
+        current = sriov.get_vf_config(vf.pf, vf.index)
+        for key, value in _vf_settings(vf.config).items():
+            if key in current and current[key] != value:
+                problems.append(f"VF {vf.pci} {key} is {current[key]}, want {value}")
     with netns.entered(spec.netns):
         with link.session() as links:
             for wanted in spec.links:

@@ -14,11 +14,13 @@ from collections.abc import Callable
 from netplug.bindings.base import AttachmentPlan, BindingContext
 from netplug.bindings.bridge import domain_bridge, plan_bridge
 from netplug.bindings.masquerade import domain_masquerade, plan_masquerade
+from netplug.bindings.sriov import domain_sriov, plan_sriov
 from netplug.model.netconf import BindingBase
 
 PLANNERS: dict[str, Callable[..., AttachmentPlan]] = {
     "masquerade": plan_masquerade,
     "bridge": plan_bridge,
+    "sriov": plan_sriov,
 }
 
 
@@ -26,6 +28,7 @@ PLANNERS: dict[str, Callable[..., AttachmentPlan]] = {
 DOMAIN_DEVICES: dict[str, Callable[..., object]] = {
     "masquerade": domain_masquerade,
     "bridge": domain_bridge,
+    "sriov": domain_sriov,
 }
 
 

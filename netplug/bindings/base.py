@@ -19,7 +19,7 @@ from netplug.model import vm
 from netplug.model.cni import Result
 from netplug.model.domain import DomainInterface, PciAddress
 from netplug.model.netconf import BindingBase, TapBindingBase
-from netplug.model.netspec import NetSpec, PodInterface
+from netplug.model.netspec import NetSpec, PodInterface, VfFacts
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$")
 
@@ -29,7 +29,8 @@ class BindingContext:
     container_id: str
     ifname: str
     netns: str
-    pod_interface: PodInterface
+    #: the pod interface as the primary CNI or the delegate made it (tap bindings)
+    pod_interface: PodInterface | None = None
     prev_result: Result | None = None
     #: result of the delegated IPAM plugin, when the config has `ipam`
     ipam_result: Result | None = None
@@ -39,6 +40,8 @@ class BindingContext:
     args: dict[str, str] = field(default_factory=dict)
     #: current values of the sysctls a binding may change, so DEL can restore them
     sysctls: dict[str, str] = field(default_factory=dict)
+    #: the SR-IOV VF named by the config (sriov binding)
+    vf: VfFacts | None = None
 
 
 @dataclass

@@ -77,6 +77,7 @@ def _classless_routes(routes: list, v4: ipaddress.IPv4Interface) -> tuple[str | 
 
 def plan_bridge(conf: BridgeConf, ctx: BindingContext) -> AttachmentPlan:
     pod = ctx.pod_interface
+    assert pod is not None, "the handler observes the pod interface for tap bindings"
     v4, v6 = split_by_family(pod.addresses)
     mtu = conf.mtu or pod.mtu
     bridge = naming.bridge_name(pod.name)

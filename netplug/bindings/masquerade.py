@@ -74,6 +74,7 @@ def _check_overlap(field: str, vm: ipaddress.IPv4Interface | ipaddress.IPv6Inter
 
 def plan_masquerade(conf: MasqueradeConf, ctx: BindingContext) -> AttachmentPlan:
     pod = ctx.pod_interface
+    assert pod is not None, "the handler observes the pod interface for tap bindings"
     pod_v4, pod_v6 = split_by_family(pod.addresses)
     if not pod_v4 and not pod_v6:
         raise InvalidConfig(f"masquerade: pod interface {pod.name} has no global address to masquerade behind")

@@ -161,8 +161,10 @@ def load_binding(request: Request) -> BindingBase:
         raise InvalidConfig(
             f'config: unknown binding "{binding}"; netplug knows {sorted(BINDING_MODELS)}'
         )
-    merged = {k: v for k, v in config.items() if k not in _RUNTIME_KEYS and not k.startswith("cni.dev/")}
     fields = set(model.model_fields)
+    # runtime keys a binding does use (sriov's deviceID, which Multus injects) are kept
+    merged = {k: v for k, v in config.items()
+              if (k not in _RUNTIME_KEYS or k in fields) and not k.startswith("cni.dev/")}
     if "MAC" in request.args:
         merged["mac"] = request.args["MAC"]
     for source_name in ("args", "runtimeConfig"):

@@ -57,10 +57,14 @@ class NetworkAttachmentDefinition(_Multus):
 
     @classmethod
     def from_document(cls, document: Any) -> NetworkAttachmentDefinition:
-        if not isinstance(document, dict) or document.get("kind") != "NetworkAttachmentDefinition":
-            raise InvalidConfig("kind: want NetworkAttachmentDefinition")
+        if not isinstance(document, dict):
+            raise InvalidConfig("NetworkAttachmentDefinition: the document is not an object")
+        meta = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+        which = f'"{meta.get("namespace", "default")}/{meta.get("name", "")}"'
+        if document.get("kind") != "NetworkAttachmentDefinition":
+            raise InvalidConfig(f'{which}: kind: want NetworkAttachmentDefinition, got "{document.get("kind")}"')
         if document.get("apiVersion") != "k8s.cni.cncf.io/v1":
-            raise InvalidConfig(f'apiVersion: want k8s.cni.cncf.io/v1, got "{document.get("apiVersion")}"')
+            raise InvalidConfig(f'{which}: apiVersion: want k8s.cni.cncf.io/v1, got "{document.get("apiVersion")}"')
         try:
             nad = cls.model_validate(document)
         except ValidationError as exc:
@@ -124,7 +128,7 @@ def parse_networks(text: str, default_namespace: str = "default") -> list[Networ
     text = text.strip()
     if not text:
         return []
-    if text.startswith("["):
+    if text.startswith(("[", "{")):
         try:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -146,6 +150,8 @@ def parse_networks(text: str, default_namespace: str = "default") -> list[Networ
             if not name:
                 raise InvalidConfig(f'{NETWORKS_ANNOTATION}[{n}]: "{word}" names no network')
     for n, element in enumerate(elements):
+        if element.namespace == "":
+            element.namespace = None  # Multus: the pod's own namespace
         for label, value in (("name", element.name), ("namespace", element.namespace)):
             if value is not None and not _NAME.match(value):
                 raise InvalidConfig(f'{NETWORKS_ANNOTATION}[{n}].{label}: "{value}" is not a valid name')
@@ -186,8 +192,10 @@ def parse_network_status(text: str) -> list[NetworkStatus]:
         raise InvalidConfig(f"{STATUS_ANNOTATION}: want a JSON list")
     statuses = []
     for n, item in enumerate(items):
-        if isinstance(item, dict) and "default-route" in item and "gateway" not in item:
-            item = {**item, "gateway": item["default-route"]}
+        if isinstance(item, dict) and "default-route" in item:
+            # the spec's key; the Go library writes "gateway": keep one, the library's
+            item = {k: v for k, v in item.items() if k != "default-route"} | {
+                "gateway": item.get("gateway", item["default-route"])}
         try:
             statuses.append(NetworkStatus.model_validate(item))
         except ValidationError as exc:
@@ -214,11 +222,17 @@ def status_from_result(network: str, result: Result, *, default: bool = False,
     result's DNS, and the gateways of default routes."""
     index = next((i for i, iface in enumerate(result.interfaces) if iface.sandbox), None)
     iface = result.interfaces[index] if index is not None else None
-    ips = [ip.address.split("/")[0] for ip in result.ips if index is None or ip.interface in (None, index)]
-    gateways = [r.gw for r in result.routes if r.dst in ("0.0.0.0/0", "::/0") and r.gw]
-    if not gateways:
-        gateways = [ip.gateway for ip in result.ips if ip.gateway and
-                    any(r.dst in ("0.0.0.0/0", "::/0") and not r.gw for r in result.routes)]
+    own = [ip for ip in result.ips if index is None or ip.interface in (None, index)]
+    ips = [ip.address.split("/")[0] for ip in own]
+    gateways = []
+    for route in result.routes:
+        if route.dst not in ("0.0.0.0/0", "::/0"):
+            continue
+        if route.gw:
+            gateways.append(route.gw)
+        else:  # a default route without gw goes via the gateway of that family's address
+            family = 4 if route.dst == "0.0.0.0/0" else 6
+            gateways += [ip.gateway for ip in own if ip.gateway and ip.family == family][:1]
     dns = result.dns.model_dump(exclude_none=True, exclude_defaults=True)
     return NetworkStatus(name=network, interface=iface.name if iface else None, ips=ips,
                          mac=iface.mac if iface else None, mtu=iface.mtu if iface else None,

@@ -11,10 +11,10 @@ May import: pydantic, netaddr, netplug.errors, netplug.model.
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import ClassVar, Literal
 
 import netaddr
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 IFNAME_MAX = 15
 
@@ -106,6 +106,10 @@ class DhcpOptions(_Conf):
 
 
 class BindingBase(_Conf):
+    #: chained after the plugin that made the pod interface (prevResult expected), or the
+    #: plugin that makes the pod interface itself (SR-IOV)
+    CHAINED: ClassVar[bool] = True
+
     # Standard CNI keys that reach the binding model.
     cniVersion: str
     name: str = ""
@@ -224,8 +228,47 @@ class BridgeConf(TapBindingBase):
     spoofCheck: bool = True
 
 
+_PCI_ADDRESS = r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$"
+
+
+class SriovConf(BindingBase):
+    """SR-IOV binding (KubeVirt `sriov: {}`), with sriov-cni's keys: a VF set up through its PF."""
+
+    CHAINED: ClassVar[bool] = False
+
+    binding: Literal["sriov"]
+    #: the VF's PCI address (Multus injects it from the device plugin)
+    deviceID: str = Field(pattern=_PCI_ADDRESS)
+    vlan: int = Field(default=0, ge=0, le=4094)
+    vlanQoS: int = Field(default=0, ge=0, le=7)
+    vlanProto: Literal["802.1q", "802.1Q", "802.1ad", "802.1AD"] = "802.1q"
+    spoofchk: Literal["on", "off"] | None = None
+    trust: Literal["on", "off"] | None = None
+    link_state: Literal["auto", "enable", "disable"] | None = None
+    min_tx_rate: int | None = Field(default=None, ge=0)
+    max_tx_rate: int | None = Field(default=None, ge=0)
+    #: where Multus wants the device-info file (capability CNIDeviceInfoFile)
+    CNIDeviceInfoFile: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SriovConf:
+        if self.vlan == 0 and (self.vlanQoS or self.vlanProto.lower() != "802.1q"):
+            raise ValueError("vlanQoS and vlanProto need a vlan")
+        if self.min_tx_rate and self.max_tx_rate and self.min_tx_rate > self.max_tx_rate:
+            raise ValueError(f"min_tx_rate {self.min_tx_rate} is above max_tx_rate {self.max_tx_rate}")
+        return self
+
+    @field_validator("CNIDeviceInfoFile")
+    @classmethod
+    def _devinfo_path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or ".." in value.split("/") or "\x00" in value):
+            raise ValueError(f'"{value}" must be an absolute path without ".."')
+        return value
+
+
 #: binding name -> its config model; the one place that lists the bindings
 BINDING_MODELS: dict[str, type[BindingBase]] = {
     "masquerade": MasqueradeConf,
     "bridge": BridgeConf,
+    "sriov": SriovConf,
 }

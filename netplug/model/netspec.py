@@ -132,6 +132,52 @@ class DhcpPlan(_Spec):
     dns_servers6: list[str] = Field(default_factory=list)
 
 
+class VfConfig(_Spec):
+    """What is set on a VF through its PF (None: leave it as it is)."""
+
+    mac: str | None = None
+    vlan: int | None = None
+    qos: int | None = None
+    proto: int | None = None  # ethertype: 0x8100 802.1Q, 0x88a8 802.1ad
+    spoofchk: bool | None = None
+    trust: bool | None = None
+    link_state: int | None = None  # 0 auto, 1 enable, 2 disable
+    min_tx_rate: int | None = None
+    max_tx_rate: int | None = None
+
+
+class VfFacts(_Spec):
+    """An SR-IOV VF as found in sysfs and as its PF reports it, before the binding touches it."""
+
+    pci: str
+    pf_pci: str
+    pf: str
+    index: int
+    driver: str | None = None
+    userspace: bool = False
+    netdev: str | None = None
+    current: VfConfig
+
+
+class VfPlan(_Spec):
+    """An SR-IOV VF given to the pod: configured through its PF, and with a kernel driver
+    its netdev moved into the pod as `ifname`; restored and moved back on DEL."""
+
+    pci: str
+    pf: str
+    index: int
+    config: VfConfig
+    restore: VfConfig
+    #: the VF's netdev in the node netns (kernel driver), None for vfio-pci and friends
+    netdev: str | None = None
+    ifname: str
+    #: kernel driver only: addresses (from IPAM) and MTU for the netdev in the pod
+    addresses: list[str] = Field(default_factory=list)
+    mtu: int | None = None
+    device_info_file: str | None = None
+    device_info: dict = Field(default_factory=dict)
+
+
 class NetSpec(_Spec):
     netns: str
     links: list[LinkSpec] = Field(default_factory=list)
@@ -139,3 +185,4 @@ class NetSpec(_Spec):
     nat: list[NatPlan] = Field(default_factory=list)
     spoof_guard: SpoofGuardPlan | None = None
     dhcp: DhcpPlan | None = None
+    vf: VfPlan | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -178,6 +179,18 @@ class Links:
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:
                 _raise(exc, f'adding {cidr} to "{name}"')
+
+    def move_to_netns(self, name: str, netns_path: str, new_name: str) -> None:
+        """Move `name` into the netns at `netns_path`, arriving as `new_name` (one kernel
+        operation: if the name is taken there, the link stays where it is)."""
+        index = self._require(name)
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._ipr.link("set", index=index, net_ns_fd=fd, ifname=new_name)
+        except NetlinkError as exc:
+            _raise(exc, f'moving "{name}" into {netns_path} as "{new_name}"')
+        finally:
+            os.close(fd)
 
     def delete(self, name: str) -> bool:
         """Delete link `name`; False when it was already gone."""

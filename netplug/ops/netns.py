@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from netplug.errors import InvalidEnvironment, KernelError, NetnsNotFound
 
 CLONE_NEWNET = 0x40000000
+#: the node's netns: the process's main thread never leaves it (work runs on other threads)
+NODE = f"/proc/{os.getpid()}/ns/net"
 NSFS_MAGIC = 0x6E736673
 _libc = ctypes.CDLL(None, use_errno=True)
 

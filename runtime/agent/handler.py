@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -31,10 +32,10 @@ from netplug.errors import (
     NetplugError,
     PluginNotAvailable,
 )
-from netplug.model.cni import LATEST, at_least, parse_result, result_to_wire
-from netplug.model.netspec import PodInterface, RouteSpec
+from netplug.model.cni import LATEST, SUPPORTED_VERSIONS, at_least, parse_result, result_to_wire
+from netplug.model.netspec import PodInterface, RouteSpec, VfConfig, VfFacts
 from netplug.model.record import AttachmentRecord, IpamDelegate
-from netplug.ops import link, netns, plugin, sysctl
+from netplug.ops import link, netns, plugin, sriov, sysctl
 from runtime import logs
 from runtime.agent.store import Store
 
@@ -52,6 +53,17 @@ class Handler:
     # --- entry ---------------------------------------------------------------------------
 
     def handle(self, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
+        if threading.current_thread() is threading.main_thread():
+            # Work enters pod namespaces thread by thread; the main thread stays in the node's
+            # netns, which is how the node is found again (netplug.ops.netns.NODE).
+            answer: list[tuple[int, str]] = []
+            worker = threading.Thread(target=lambda: answer.append(self._handle(env, stdin)), name="cni")
+            worker.start()
+            worker.join()
+            return answer[0]
+        return self._handle(env, stdin)
+
+    def _handle(self, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
         version = _best_effort_version(stdin)
         started = time.monotonic()
         command = env.get("CNI_COMMAND", "")
@@ -101,7 +113,7 @@ class Handler:
         prev = None
         if request.config.get("prevResult") is not None:
             prev = parse_result(request.config["prevResult"], request.version)
-        elif pod_ifname == request.ifname:
+        elif conf.CHAINED and pod_ifname == request.ifname:
             raise InvalidConfig(
                 f"prevResult is required: the {conf.binding} binding is chained after the plugin "
                 f"that creates {request.ifname} (or set podInterface to use it as its own delegate)"
@@ -119,7 +131,11 @@ class Handler:
                 log.info("cleaning up an ADD that did not finish")
                 self._teardown(existing)
 
-            pod_interface, sysctls = _observe(request.netns, pod_ifname)
+            pod_interface, sysctls, vf = None, {}, None
+            if conf.CHAINED:
+                pod_interface, sysctls = _observe(request.netns, pod_ifname)
+            else:
+                vf = self._observe_vf(conf.deviceID, request)
             record = AttachmentRecord(
                 container_id=request.container_id, ifname=request.ifname,
                 network=str(request.config.get("name", "")), netns=request.netns,
@@ -142,7 +158,7 @@ class Handler:
                     container_id=request.container_id, ifname=request.ifname, netns=request.netns,
                     pod_interface=pod_interface, prev_result=prev, ipam_result=ipam_result,
                     resolv_conf=_read_resolv_conf(getattr(conf, "resolvConf", None)),
-                    args=request.args, sysctls=sysctls,
+                    args=request.args, sysctls=sysctls, vf=vf,
                 )
                 plan = bindings.plan(conf, ctx)
                 log.info("desired pod network", extra={"data": plan.netspec.model_dump(mode="json")})
@@ -178,6 +194,19 @@ class Handler:
             self._teardown(record, checkpoint)
         return None
 
+    def _observe_vf(self, pci: str, request: skel.Request) -> VfFacts:
+        """The VF as sysfs and its PF show it; refused if another attachment holds it."""
+        for record in self.store.records():
+            if record.netspec is not None and record.netspec.vf is not None and record.netspec.vf.pci == pci \
+                    and (record.container_id, record.ifname) != (request.container_id, request.ifname):
+                raise LinkConflict(f'deviceID: VF {pci} is in use by container {record.container_id} '
+                                   f'interface {record.ifname}')
+        found = sriov.find_vf(pci)
+        current = VfConfig(**{k: v for k, v in sriov.get_vf_config(found.pf, found.index).items()
+                              if k in VfConfig.model_fields})
+        return VfFacts(pci=found.pci, pf_pci=found.pf_pci, pf=found.pf, index=found.index, driver=found.driver,
+                       userspace=found.userspace, netdev=found.netdev, current=current)
+
     def _teardown(self, record: AttachmentRecord, checkpoint: Callable[[str], None] | None = None) -> None:
         """Remove everything the record names, then forget it. Tolerant of what is gone."""
         checkpoint = checkpoint or (lambda step: None)
@@ -208,7 +237,8 @@ class Handler:
         problems += [f"prevResult does not list interface {link_spec.name}"
                      for link_spec in record.netspec.links if link_spec.name not in listed]
         if record.ipam is not None and at_least(request.version, "0.4.0"):
-            _ipam_call(record, "CHECK", prev_result=request.config["prevResult"])
+            # in the delegate's own version, which may be older than the request's
+            _ipam_call(record, "CHECK", prev_result=result_to_wire(prev, record.ipam.config["cniVersion"]))
         if problems:
             raise CheckFailed(f"container {request.container_id} interface {request.ifname}: "
                               + "; ".join(problems))
@@ -299,12 +329,27 @@ def _ipam_delegate(request: skel.Request, ipam: dict | None) -> IpamDelegate | N
     if not isinstance(ipam, dict) or not isinstance(ipam.get("type"), str):
         raise InvalidConfig("ipam: must be an object with a type")
     plugin.find(ipam["type"], request.path)  # fail before anything is changed
-    config = {"cniVersion": request.version, "name": request.config.get("name", ""), "ipam": ipam}
+    config = {"cniVersion": _ipam_version(ipam["type"], request), "name": request.config.get("name", ""),
+              "ipam": ipam}
     for key in ("runtimeConfig", "args"):
         if key in request.config:
             config[key] = request.config[key]
     return IpamDelegate(type=ipam["type"], config=config, cni_path=request.path,
                         cni_args=";".join(f"{k}={v}" for k, v in request.args.items()))
+
+
+def _ipam_version(plugin_type: str, request: skel.Request) -> str:
+    """The request's version, or the newest the IPAM plugin speaks when it lacks that one
+    (Debian's reference plugins stop at 1.0.0): results are converted back anyway."""
+    if request.version != LATEST:
+        return request.version
+    try:
+        reply = plugin.invoke(plugin_type, "VERSION", {"cniVersion": LATEST}, {}, request.path)
+    except NetplugError:
+        return request.version
+    spoken = set((reply or {}).get("supportedVersions", []))
+    usable = [v for v in SUPPORTED_VERSIONS if v in spoken]
+    return usable[-1] if usable else request.version
 
 
 def _ipam_call(target: AttachmentRecord | IpamDelegate, command: str, container_id: str = "",
