@@ -9,13 +9,16 @@ May import: netplug.model, netplug.bindings, netplug.errors.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
+from netplug import naming
 from netplug.bindings import DOMAIN_DEVICES
 from netplug.bindings.base import WiredInterface
 from netplug.errors import InvalidConfig
 from netplug.model.domain import Domain, DomainDisk, DomainHostdev
-from netplug.model.vm import VirtualMachineInstance
+from netplug.model.multus import NetworkStatus
+from netplug.model.vm import Network, VirtualMachineInstance
 
 MAX_QUEUES = 256
 
@@ -65,3 +68,41 @@ def plan_domain(vmi: VirtualMachineInstance, wired: dict[str, WiredInterface], b
         else:
             domain.interfaces.append(device)
     return domain
+
+
+def pod_interface_of(network: Network) -> str:
+    """The pod interface KubeVirt (and Multus, told by the controller) gives a network."""
+    if network.pod is not None or (network.multus is not None and network.multus.default):
+        return "eth0"
+    return naming.pod_interface_for_network(network.name)
+
+
+def resource_env_name(resource: str) -> str:
+    """The device plugin's variable for a resource: intel.com/sriov_net -> PCIDEVICE_INTEL_COM_SRIOV_NET."""
+    return "PCIDEVICE_" + re.sub(r"[./]", "_", resource).upper()
+
+
+def sriov_pci_addresses(vmi: VirtualMachineInstance, statuses: list[NetworkStatus],
+                        environ: dict[str, str]) -> dict[str, str]:
+    """The VF of each SR-IOV interface: from network-status device-info (what KubeVirt reads
+    today), else from the device plugin's PCIDEVICE_<RESOURCE> list, the resource named by
+    KUBEVIRT_RESOURCE_NAME_<network> (KubeVirt's older way), each address used once."""
+    by_interface = {s.interface: s for s in statuses if s.interface}
+    found: dict[str, str] = {}
+    used: set[str] = set()
+    for iface in vmi.spec.domain.devices.interfaces:
+        network = vmi.network(iface.name)
+        if iface.binding != "sriov" or network is None:
+            continue
+        status = by_interface.get(pod_interface_of(network))
+        pci = (status.device_info.pci or {}).get("pci-address") if status and status.device_info else None
+        if pci is None:
+            resource = environ.get(f"KUBEVIRT_RESOURCE_NAME_{network.name}")
+            pool = environ.get(resource_env_name(resource), "") if resource else ""
+            pci = next((a for a in pool.split(",") if a and a not in used), None)
+        if pci is None:
+            raise InvalidConfig(f"interface {iface.name}: no VF for network {network.name} in network-status "
+                                "device-info or the device plugin's PCIDEVICE_* environment")
+        used.add(pci)
+        found[iface.name] = pci
+    return found

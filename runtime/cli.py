@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     launch.add_argument("--initrd")
     launch.add_argument("--cmdline")
     launch.add_argument("--disk", action="append", metavar="VOLUME=PATH", help="image for a volume")
+    launch.add_argument("--network-status", metavar="FILE",
+                        help="the pod's network-status annotation (SR-IOV VFs' PCI addresses)")
     launch.add_argument("--log-level", default=os.environ.get("NETPLUG_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     launch.set_defaults(func=cmd_launch)

@@ -3,6 +3,9 @@
     netplug launch VMI.yaml --netns /run/netns/POD --state-dir DIR \\
         [--kernel K --initrd I --cmdline C] [--disk VOLUME=PATH] [--network-status FILE]
 
+(--network-status: the pod's k8s.v1.cni.cncf.io/network-status, as the downward API mounts
+it; SR-IOV interfaces take their VF's PCI address from its device-info.)
+
 1. enter the pod netns for good and give the process a private /run (libvirt leaves nothing
    on the host);
 2. observe how the pod was wired for each VM interface (tap, MTU, the pod identity's MAC);
@@ -36,7 +39,14 @@ from netplug import naming
 from netplug.bindings import DOMAIN_DEVICES
 from netplug.bindings.base import WiredInterface
 from netplug.errors import InvalidConfig, NetplugError
-from netplug.guest import BootSource, domain_name, plan_domain
+from netplug.guest import (
+    BootSource,
+    domain_name,
+    plan_domain,
+    pod_interface_of,
+    sriov_pci_addresses,
+)
+from netplug.model.multus import NetworkStatus, parse_network_status
 from netplug.model.vm import Interface, Network, VirtualMachineInstance, vmi_from_document
 from netplug.ops import link, netns
 from netplug.ops.libvirt import EmbeddedHypervisor, hardware_virtualization
@@ -53,15 +63,10 @@ EMULATOR = "/usr/bin/qemu-system-x86_64"
 LIBVIRT_ROOT = "/run/netplug-launcher/libvirt"
 
 
-def pod_interface_of(network: Network) -> str:
-    """The pod interface KubeVirt (and Multus, told by the controller) gives a network."""
-    if network.pod is not None or (network.multus is not None and network.multus.default):
-        return "eth0"
-    return naming.pod_interface_for_network(network.name)
-
-
-def observe(vmi: VirtualMachineInstance, interfaces: list[Interface]) -> dict[str, WiredInterface]:
+def observe(vmi: VirtualMachineInstance, interfaces: list[Interface],
+            statuses: list[NetworkStatus]) -> dict[str, WiredInterface]:
     wired = {}
+    vfs = sriov_pci_addresses(vmi, statuses, dict(os.environ))
     with link.session() as links:
         for iface in interfaces:
             network = vmi.network(iface.name)
@@ -76,7 +81,7 @@ def observe(vmi: VirtualMachineInstance, interfaces: list[Interface]) -> dict[st
             wired[iface.name] = WiredInterface(
                 name=iface.name, binding=iface.binding or "", tap=tap.name if tap else None,
                 mtu=tap.mtu if tap else None, identity_mac=identity.mac if identity else None,
-                pod_addresses=identity.addresses if identity else [])
+                pod_addresses=identity.addresses if identity else [], pci_address=vfs.get(iface.name))
     return wired
 
 
@@ -105,8 +110,10 @@ def interface_status(vmi: VirtualMachineInstance, domain_xml: str, wired: dict[s
 
 
 class Launcher:
-    def __init__(self, vmi: VirtualMachineInstance, state_dir: str, boot: BootSource) -> None:
+    def __init__(self, vmi: VirtualMachineInstance, state_dir: str, boot: BootSource,
+                 statuses: list[NetworkStatus] | None = None) -> None:
         self.vmi = vmi
+        self.statuses = statuses or []
         self.state_dir = state_dir
         self.boot = boot
         self.stopped = threading.Event()
@@ -127,7 +134,7 @@ class Launcher:
     def start(self) -> None:
         self.write_status()
         interfaces = [i for i in self.vmi.spec.domain.devices.interfaces if i.state != "absent"]
-        self.wired = observe(self.vmi, interfaces)
+        self.wired = observe(self.vmi, interfaces, self.statuses)
         accelerated = hardware_virtualization()
         domain = plan_domain(self.vmi, self.wired, self.boot, accelerated=accelerated,
                              serial_log=os.path.join(self.state_dir, "serial.log"), emulator=EMULATOR)
@@ -172,7 +179,7 @@ class Launcher:
                 self.vmi.spec.networks.append(network)
             if iface.binding not in DOMAIN_DEVICES or iface.binding == "masquerade":
                 return {"error": f"interface {iface.name}: only bridge interfaces can be hot-plugged"}
-            self.wired.update(observe(self.vmi, [iface]))
+            self.wired.update(observe(self.vmi, [iface], self.statuses))
             self.vmi.spec.domain.devices.interfaces.append(iface)
             device = DOMAIN_DEVICES[iface.binding](self.vmi, iface, self.wired[iface.name], None)
             self.hypervisor.attach(self.dom, to_string(interface_to_xml(device)))
@@ -252,8 +259,12 @@ def run(args: argparse.Namespace) -> int:
 
     netns.enter_for_process(args.netns)
     netns.private_run_dir()
+    statuses = []
+    if args.network_status:
+        with open(args.network_status) as f:
+            statuses = parse_network_status(f.read())
     launcher = Launcher(vmi, state_dir, BootSource(kernel=args.kernel, initrd=args.initrd,
-                                                    cmdline=args.cmdline, disks=disks))
+                                                    cmdline=args.cmdline, disks=disks), statuses)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: launcher.stop())
     try:
