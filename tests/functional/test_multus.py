@@ -130,3 +130,23 @@ def test_unknown_nad_is_refused_before_anything_runs(netplug_agent, pod_network,
     with pytest.raises(Exception, match='"ns1/blue" not found'):
         multus.delegates(sandbox, pod_network.conflist("1.0.0"), parse_networks("blue"))
     assert set(pod.links()) == {"lo"}
+
+
+def test_macvlan_with_static_ipam_as_a_plain_secondary_network(netplug_agent, pod_network, pod, tmp_path):
+    """Any CNI plugin can be a delegate: macvlan on a node uplink with static IPAM, `net1`."""
+    uplink = unique("npup")
+    sh("ip", "link", "add", uplink, "type", "veth", "peer", "name", unique("npuq"))
+    try:
+        nad = _nad("macnet", [{"type": "macvlan", "master": uplink, "mode": "bridge",
+                               "ipam": {"type": "static", "addresses": [{"address": "10.65.0.9/24"}]}}])
+        multus = Multus(CNIRuntime(netplug_agent.runtime.cni_path, str(tmp_path / "cache"),
+                                   netplug_agent.runtime.extra_env), [nad])
+        sandbox = PodSandbox(namespace="default", name="p-mac", container_id="ctr-mac", netns=pod.path)
+        delegates = multus.delegates(sandbox, pod_network.conflist("1.0.0"), parse_networks("macnet"))
+        statuses = multus.attach(delegates)
+        assert (statuses[1].name, statuses[1].interface, statuses[1].ips) == ("default/macnet", "net1", ["10.65.0.9"])
+        assert pod.links()["net1"]["linkinfo"]["info_kind"] == "macvlan"
+        multus.detach(delegates)
+        assert set(pod.links()) == {"lo"}
+    finally:
+        sh("ip", "link", "del", uplink, check=False)
