@@ -3,6 +3,11 @@
     netplug agent         run the node agent (CNI requests on a unix socket)
     netplug install-cni   install the CNI shim into a CNI bin dir
     netplug launch        run a VM inside its (already wired) pod netns
+    netplug up FILE       network and boot a VM on this machine (standalone mode)
+    netplug down NAME     stop it and remove everything up made
+    netplug get vms|vmis  list standalone VMs as kubectl lists KubeVirt's
+    netplug console NAME  the VM's serial console log
+    netplug render cni|domain|pod FILE   what a VM would get, offline
 """
 
 from __future__ import annotations
@@ -10,11 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from netplug.errors import NetplugError
-
-SHIM_SOURCE = Path(__file__).resolve().parents[1] / "cni" / "netplug"
+from runtime.install import install_shim
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -27,23 +30,6 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
-def install_shim(bin_dir: str, python: str) -> str:
-    """Copy the shim into `bin_dir` as `netplug`, run by `python` in isolated mode."""
-    if not os.path.isabs(python) or not os.access(python, os.X_OK):
-        raise NetplugError(f"--python: {python} is not an executable absolute path")
-    lines = SHIM_SOURCE.read_text().splitlines(keepends=True)
-    # -I -S: ignore the environment and site-packages; the shim needs the standard library only
-    lines[0] = f"#!{python} -IS\n"
-    os.makedirs(bin_dir, exist_ok=True)
-    target = os.path.join(bin_dir, "netplug")
-    tmp = f"{target}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.writelines(lines)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, target)  # a runtime never execs a half-written file
-    return target
-
-
 def cmd_install_cni(args: argparse.Namespace) -> int:
     print(install_shim(args.bin_dir, args.python))
     return 0
@@ -53,6 +39,107 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from runtime.launcher import run
 
     return run(args)
+
+
+def _standalone(args: argparse.Namespace):
+    from runtime.standalone import Standalone
+
+    return Standalone(args.state_dir)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    disks = {}
+    for item in args.disk or []:
+        volume, sep, path = item.partition("=")
+        if not sep:
+            raise NetplugError(f'--disk "{item}": want VOLUME=PATH')
+        disks[volume] = path
+    _standalone(args).up(args.file, args.nad or [], disks)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    _standalone(args).down(args.name)
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from runtime.standalone import age
+
+    standalone = _standalone(args)
+    rows = [standalone.describe_state(r) for r in standalone.records()]
+    if args.output in ("json", "yaml"):
+        items = [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine" if args.kind == "vms" else "VirtualMachineInstance",
+                  "metadata": {"name": r["record"]["name"], "namespace": r["record"]["namespace"]},
+                  "status": {"printableStatus": r["printableStatus"], "ready": r["ready"]} if args.kind == "vms" else
+                  {"phase": r["phase"], "interfaces": r["status"].get("interfaces", []), "nodeName": os.uname().nodename}}
+                 for r in rows]
+        document = {"apiVersion": "v1", "kind": "List", "items": items}
+        print(json.dumps(document, indent=2) if args.output == "json" else yaml.safe_dump(document, sort_keys=False), end="")
+        return 0
+    if args.kind == "vms":
+        table = [("NAME", "AGE", "STATUS", "READY")] + [
+            (r["record"]["name"], age(r["record"]["created"]), r["printableStatus"], str(r["ready"]).lower()) for r in rows]
+    else:
+        node = os.uname().nodename
+        table = [("NAME", "AGE", "PHASE", "IP", "NODENAME", "READY")] + [
+            (r["record"]["name"], age(r["record"]["created"]), r["phase"],
+             next((i.get("ipAddress", "") for i in r["status"].get("interfaces", [])), ""), node,
+             str(r["ready"]).lower()) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    print(_standalone(args).console(args.name), end="")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import json
+
+    from netplug.bindings.base import WiredInterface
+    from netplug.guest import BootSource, plan_domain, pod_interface_of
+    from netplug.model.multus import NetworkAttachmentDefinition, render_networks
+    from netplug.naming import tap_name
+    from netplug.pod import NodeNetwork, plan_pod
+    from netplug.render.libvirt_xml import domain_to_xml, to_string
+    from runtime.standalone import load_vm, load_yaml_documents
+
+    vmi, _ = load_vm(args.file)
+    nads = [NetworkAttachmentDefinition.from_document(d) for p in args.nad or [] for d in load_yaml_documents(p)]
+    plan = plan_pod(vmi, nads, NodeNetwork())
+    if args.what == "cni":
+        print(json.dumps([{"network": a.network, "ifname": a.ifname, "conflist": a.conflist} for a in plan.attachments],
+                         indent=2))
+    elif args.what == "pod":
+        import yaml
+        annotations = {"kubevirt.io/domain": vmi.metadata.name}
+        if plan.selections:
+            annotations["k8s.v1.cni.cncf.io/networks"] = render_networks(plan.selections)
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"generateName": f"virt-launcher-{vmi.metadata.name}-", "namespace": vmi.metadata.namespace,
+                            "annotations": annotations, "labels": {"kubevirt.io": "virt-launcher"}},
+               "spec": {"containers": [{"name": "compute", "command": ["netplug", "launch", "/var/run/netplug/vm.yaml"]}]}}
+        print(yaml.safe_dump(pod, sort_keys=False), end="")
+    else:  # domain, as the launcher would render it for a freshly wired pod (MTU assumed 1500)
+        wired = {}
+        for iface in vmi.spec.domain.devices.interfaces:
+            network = vmi.network(iface.name)
+            pod_iface = pod_interface_of(network)
+            wired[iface.name] = WiredInterface(name=iface.name, binding=iface.binding or "",
+                                               tap=tap_name(pod_iface) if iface.binding != "sriov" else None,
+                                               mtu=1500, pci_address="0000:00:00.0" if iface.binding == "sriov" else None)
+        domain = plan_domain(vmi, wired, BootSource(kernel="/var/cache/netplug/guest/vmlinuz"), accelerated=False,
+                             serial_log="/var/lib/netplug/vms/serial.log")
+        print(to_string(domain_to_xml(domain)), end="")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +173,33 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     launch.set_defaults(func=cmd_launch)
 
+    state_dir = os.environ.get("NETPLUG_STATE_DIR", "/var/lib/netplug")
+    up = sub.add_parser("up", help="network and boot a VM on this machine (standalone mode)")
+    up.add_argument("file", help="VirtualMachine or VirtualMachineInstance YAML (kubevirt.io/v1)")
+    up.add_argument("--nad", action="append", metavar="FILE_OR_DIR", help="NetworkAttachmentDefinition YAML")
+    up.add_argument("--disk", action="append", metavar="VOLUME=PATH", help="an image for a containerDisk volume")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop a VM and remove everything up made (idempotent)")
+    down.add_argument("name", help="NAME or NAMESPACE/NAME")
+    down.set_defaults(func=cmd_down)
+    get = sub.add_parser("get", help="list standalone VMs or VMIs")
+    get.add_argument("kind", choices=["vms", "vmis", "vm", "vmi"])
+    get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    get.set_defaults(func=cmd_get)
+    console = sub.add_parser("console", help="print the VM's serial console log")
+    console.add_argument("name")
+    console.set_defaults(func=cmd_console)
+    render = sub.add_parser("render", help="what a VM would get, offline, no root")
+    render.add_argument("what", choices=["cni", "domain", "pod"])
+    render.add_argument("file")
+    render.add_argument("--nad", action="append", metavar="FILE_OR_DIR")
+    render.set_defaults(func=cmd_render)
+    for command in (up, down, get, console):
+        command.add_argument("--state-dir", default=state_dir)
+
     args = parser.parse_args(argv)
+    if getattr(args, "kind", None) in ("vm", "vmi"):
+        args.kind += "s"
     try:
         return args.func(args)
     except NetplugError as exc:
@@ -94,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader (head, less) went away
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from runtime.cli import install_shim  # noqa: E402
+from runtime.install import install_shim  # noqa: E402
 from tests.support.cnirt import Runtime  # noqa: E402
 from tests.support.topology import Netns, in_isolated_world, sh, tcp_request, unique, veth  # noqa: E402
 

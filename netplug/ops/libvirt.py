@@ -76,6 +76,24 @@ def _live_device_change(call: Callable[[str, int], int], device_xml: str, what: 
         raise HypervisorError(f"cannot {what} the device: {exc}") from None
 
 
+def qemu_pids(domain_name: str) -> list[int]:
+    """Live QEMU processes of a domain, found by their `-name guest=<name>,` argument."""
+    needle = f"guest={domain_name},".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read()
+                with open(f"/proc/{entry}/stat") as f:
+                    zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except (OSError, IndexError):
+                continue
+            if needle in argv and b"qemu" in argv.split(b"\0", 1)[0] and not zombie:
+                pids.append(int(entry))
+    return pids
+
+
 class EmbeddedHypervisor:
     def __init__(self, root: str) -> None:
         os.makedirs(os.path.join(root, "etc"), exist_ok=True)
@@ -113,17 +131,8 @@ class EmbeddedHypervisor:
 
     @staticmethod
     def qemu_pid(dom: libvirt.virDomain) -> int | None:
-        """QEMU's pid (embedded driver: a child of this process), from its command line."""
-        needle = f"guest={dom.name()},".encode()
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/cmdline", "rb") as f:
-                        if needle in f.read():
-                            return int(entry)
-                except OSError:
-                    continue
-        return None
+        pids = qemu_pids(dom.name())
+        return pids[0] if pids else None
 
     @staticmethod
     def destroy(dom: libvirt.virDomain) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,3 +105,26 @@ def private_run_dir() -> None:
         raise KernelError(f"making / private: {os.strerror(ctypes.get_errno())}")
     if _libc.mount(b"tmpfs", b"/run", b"tmpfs", 0, b"mode=0755") != 0:
         raise KernelError(f"mounting a tmpfs on /run: {os.strerror(ctypes.get_errno())}")
+
+
+def create(name: str) -> str:
+    """A named netns (/run/netns/<name>), like `ip netns add`; its path."""
+    from pyroute2 import netns as pyroute2_netns
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", name):
+        raise InvalidEnvironment(f'netns name "{name}" is not a valid name')
+    try:
+        pyroute2_netns.create(name)
+    except OSError as exc:
+        raise KernelError(f"cannot create netns {name}: {exc.strerror}") from None
+    return f"/run/netns/{name}"
+
+
+def remove(name: str) -> bool:
+    """Remove a named netns; False when it did not exist."""
+    from pyroute2 import netns as pyroute2_netns
+
+    if not os.path.exists(f"/run/netns/{name}"):
+        return False
+    pyroute2_netns.remove(name)
+    return True

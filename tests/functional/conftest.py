@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from runtime.cli import install_shim
+from runtime.install import install_shim
 from tests.support.cnirt import Runtime
 from tests.support.topology import Netns, in_isolated_world, processes_mentioning, sh, unique, veth
 

@@ -1,0 +1,151 @@
+"""What a VM's launcher pod needs from the network, decided from the VM spec alone.
+
+`plan_pod(vmi, nads, node)` gives the pod's attachments in order, as Multus makes them: the
+pod network (the node's primary CNI, with netplug's binding chained for a masquerade or
+bridge interface), then each Multus network with KubeVirt's `pod<h>` interface name and the
+NAD's conflist (netplug's bridge binding chained for a bridge interface; an SR-IOV NAD's own
+plugin is netplug's sriov binding). It also checks the KubeVirt network rules a webhook would
+(names match one to one, one pod network, masquerade only there, NADs exist), naming the
+field. Used by the standalone runner and by `netplug render`.
+
+May import: netplug.model, netplug.naming, netplug.errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from netplug import naming
+from netplug.errors import InvalidConfig
+from netplug.model.multus import NetworkAttachmentDefinition, NetworkSelectionElement
+from netplug.model.vm import Interface, Network, VirtualMachineInstance
+
+_IFACE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass
+class NodeNetwork:
+    """The node's pod network (standalone: the reference bridge + host-local on netplug0,
+    masquerading out of the machine's uplink)."""
+
+    name: str = "podnet"
+    bridge: str = "netplug0"
+    subnet: str = "10.89.0.0/16"
+    ipam_dir: str = "/var/lib/netplug/ipam"
+    cni_version: str = "1.0.0"
+
+    def conflist(self) -> dict:
+        return {"cniVersion": self.cni_version, "name": self.name, "plugins": [
+            {"type": "bridge", "bridge": self.bridge, "isDefaultGateway": True, "ipMasq": True,
+             "hairpinMode": True,
+             "ipam": {"type": "host-local", "subnet": self.subnet, "dataDir": self.ipam_dir}},
+        ]}
+
+
+@dataclass
+class PodAttachment:
+    network: str  # "<namespace>/<name>", as network-status names it
+    ifname: str
+    conflist: dict
+    default: bool = False
+    selection: NetworkSelectionElement | None = None
+
+
+@dataclass
+class PodPlan:
+    attachments: list[PodAttachment] = field(default_factory=list)
+
+    @property
+    def selections(self) -> list[NetworkSelectionElement]:
+        """The pod's k8s.v1.cni.cncf.io/networks annotation."""
+        return [a.selection for a in self.attachments if a.selection is not None]
+
+
+def _binding_entry(vmi: VirtualMachineInstance, iface: Interface, network: Network) -> dict:
+    entry: dict = {"type": "netplug", "binding": iface.binding, "vmInterface": iface.name,
+                   "vmName": vmi.metadata.name, "vmNamespace": vmi.metadata.namespace}
+    if iface.macAddress:
+        entry["mac"] = iface.macAddress
+    if iface.dhcpOptions is not None:
+        entry["dhcpOptions"] = iface.dhcpOptions.model_dump(exclude_defaults=True)
+    if iface.binding == "masquerade":
+        if iface.ports:
+            entry["ports"] = [p.model_dump(exclude_none=True) for p in iface.ports]
+        if network.pod is not None:
+            for key in ("vmNetworkCIDR", "vmIPv6NetworkCIDR"):
+                if getattr(network.pod, key):
+                    entry[key] = getattr(network.pod, key)
+    return entry
+
+
+def validate_networks(vmi: VirtualMachineInstance) -> None:
+    """KubeVirt's admission rules for interfaces and networks (kubevirt-network notes §1.4)."""
+    interfaces = vmi.spec.domain.devices.interfaces
+    networks = vmi.spec.networks
+    where = "spec.template.spec" if vmi.kind == "VirtualMachine" else "spec"
+    for n, net in enumerate(networks):
+        if (net.pod is None) == (net.multus is None):
+            raise InvalidConfig(f"{where}.networks[{n}] ({net.name}): needs exactly one of pod, multus")
+    names = [n.name for n in networks]
+    if len(set(names)) != len(names):
+        raise InvalidConfig(f"{where}.networks: names must be unique, got {names}")
+    if sum(1 for n in networks if n.pod is not None or (n.multus and n.multus.default)) > 1:
+        raise InvalidConfig(f"{where}.networks: at most one pod network (or Multus default network)")
+    iface_names = [i.name for i in interfaces]
+    if len(set(iface_names)) != len(iface_names):
+        raise InvalidConfig(f"{where}.domain.devices.interfaces: names must be unique, got {iface_names}")
+    for n, iface in enumerate(interfaces):
+        path = f"{where}.domain.devices.interfaces[{n}]"
+        if not _IFACE_NAME.match(iface.name):
+            raise InvalidConfig(f'{path}.name: "{iface.name}" may only hold letters, digits, - and _')
+        if iface.binding is None:
+            raise InvalidConfig(f"{path} ({iface.name}): needs exactly one binding of masquerade, bridge, sriov")
+        network = vmi.network(iface.name)
+        if network is None:
+            raise InvalidConfig(f'{path}.name: no network named "{iface.name}" in {where}.networks')
+        if iface.binding == "masquerade" and network.pod is None:
+            raise InvalidConfig(f"{path} ({iface.name}): masquerade is only allowed on the pod network")
+        if iface.binding == "sriov" and network.multus is None:
+            raise InvalidConfig(f"{path} ({iface.name}): sriov needs a Multus network")
+    for name in names:
+        if name not in iface_names:
+            raise InvalidConfig(f'{where}.networks: network "{name}" has no interface of that name')
+
+
+def plan_pod(vmi: VirtualMachineInstance, nads: list[NetworkAttachmentDefinition], node: NodeNetwork) -> PodPlan:
+    validate_networks(vmi)
+    by_key = {nad.key: nad for nad in nads}
+    plan = PodPlan()
+    namespace = vmi.metadata.namespace
+    for iface in vmi.spec.domain.devices.interfaces:
+        if iface.state == "absent":
+            continue
+        network = vmi.network(iface.name)
+        assert network is not None
+        if network.pod is not None:
+            conflist = node.conflist()
+            conflist["plugins"].append(_binding_entry(vmi, iface, network))
+            plan.attachments.insert(0, PodAttachment(network=f"{namespace}/{conflist['name']}", ifname="eth0",
+                                                     conflist=conflist, default=True))
+            continue
+        assert network.multus is not None
+        ref = network.multus.networkName
+        nad_namespace, _, nad_name = ref.rpartition("/")
+        key = f"{nad_namespace or namespace}/{nad_name}"
+        nad = by_key.get(key)
+        if nad is None:
+            raise InvalidConfig(f'networks[{network.name}].multus.networkName: NetworkAttachmentDefinition "{key}" '
+                                "not found (give it with --nad)")
+        conflist = nad.conflist()
+        if iface.binding == "bridge":
+            conflist["plugins"].append(_binding_entry(vmi, iface, network))
+        ifname = naming.pod_interface_for_network(network.name)
+        selection = NetworkSelectionElement(name=nad_name, namespace=nad_namespace or namespace, interface=ifname,
+                                            mac=iface.macAddress.lower() if iface.macAddress else None)
+        plan.attachments.append(PodAttachment(network=key, ifname=ifname, conflist=conflist, selection=selection))
+    if not any(a.default for a in plan.attachments):
+        # a VM without a pod network interface still has a pod with eth0
+        plan.attachments.insert(0, PodAttachment(network=f"{namespace}/{node.name}", ifname="eth0",
+                                                 conflist=node.conflist(), default=True))
+    return plan

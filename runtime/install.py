@@ -1,0 +1,27 @@
+"""Installing the CNI shim (cni/netplug) where a runtime finds it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from netplug.errors import NetplugError
+
+SHIM_SOURCE = Path(__file__).resolve().parents[1] / "cni" / "netplug"
+
+
+def install_shim(bin_dir: str, python: str) -> str:
+    """Copy the shim into `bin_dir` as `netplug`, run by `python` in isolated mode."""
+    if not os.path.isabs(python) or not os.access(python, os.X_OK):
+        raise NetplugError(f"--python: {python} is not an executable absolute path")
+    lines = SHIM_SOURCE.read_text().splitlines(keepends=True)
+    # -I -S: ignore the environment and site-packages; the shim needs the standard library only
+    lines[0] = f"#!{python} -IS\n"
+    os.makedirs(bin_dir, exist_ok=True)
+    target = os.path.join(bin_dir, "netplug")
+    tmp = f"{target}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.writelines(lines)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)  # a runtime never execs a half-written file
+    return target

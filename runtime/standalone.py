@@ -1,0 +1,338 @@
+"""Standalone mode: `netplug up`, `down`, `get`, `console` on one machine, no cluster.
+
+`up` plays kubelet, the container runtime and Multus: it makes the pod sandbox netns, runs the
+pod network's CNI chain (the reference bridge + host-local on the node bridge `netplug0`,
+masquerading out of the machine's uplink, with netplug's binding chained), delegates each
+Multus network from the given NADs (`pod<h>` interfaces), starts `netplug launch` in the
+sandbox, and waits until the VM runs and its DHCP-served interfaces have leases. Everything
+about a VM lives under `<state dir>/vms/<namespace>_<name>/`, written before the first change,
+so `get` and `down` work from any shell, after a killed `up`, and after a reboot of the tool.
+
+May import: netplug, runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import yaml
+
+from netplug.errors import InvalidConfig, NetplugError
+from netplug.model.multus import NetworkAttachmentDefinition, render_network_status
+from netplug.model.vm import VirtualMachineInstance, vmi_from_document
+from netplug.ops import netns
+from netplug.ops.libvirt import qemu_pids
+from netplug.pod import NodeNetwork, plan_pod
+from runtime.agent.store import Store
+from runtime.cnirt import Attachment, CNIRuntime
+from runtime.install import install_shim
+from runtime.multus import Delegate, Multus, PodSandbox
+
+REFERENCE_PLUGINS = "/usr/lib/cni"
+GUEST_DIR = os.environ.get("NETPLUG_GUEST_DIR", "/var/cache/netplug/guest")
+WAIT_SECONDS = 180
+#: what the project's test guest (Debian cloud kernel + initramfs) needs to boot
+TEST_GUEST_MIB = 128
+
+
+def load_yaml_documents(path: str) -> list[dict]:
+    """Every YAML document in a file, or in every *.yaml / *.yml / *.json file of a directory."""
+    files = [path]
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith((".yaml", ".yml", ".json")))
+    documents = []
+    for name in files:
+        try:
+            with open(name) as f:
+                documents += [d for d in yaml.safe_load_all(f) if d is not None]
+        except OSError as exc:
+            raise InvalidConfig(f"{name}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise InvalidConfig(f"{name}: not YAML ({str(exc).splitlines()[0]})") from None
+    return documents
+
+
+def load_vm(path: str) -> tuple[VirtualMachineInstance, dict]:
+    documents = load_yaml_documents(path)
+    if len(documents) != 1:
+        raise InvalidConfig(f"{path}: want one VirtualMachine or VirtualMachineInstance, found {len(documents)} documents")
+    return vmi_from_document(documents[0]), documents[0]
+
+
+@dataclass
+class VmPaths:
+    root: str
+
+    @property
+    def record(self) -> str:
+        return os.path.join(self.root, "record.json")
+
+    @property
+    def launcher(self) -> str:
+        return os.path.join(self.root, "launcher")
+
+    @property
+    def status(self) -> str:
+        return os.path.join(self.launcher, "status.json")
+
+    @property
+    def serial(self) -> str:
+        return os.path.join(self.launcher, "serial.log")
+
+
+class Standalone:
+    def __init__(self, state_dir: str, out: Callable[[str], None] = print) -> None:
+        self.state_dir = state_dir
+        self.store = Store(state_dir)
+        self.out = out
+        self.bin_dir = os.path.join(state_dir, "bin")
+        self.env = {"NETPLUG_STATE_DIR": state_dir,
+                    "NETPLUG_AGENT_SOCKET": os.environ.get("NETPLUG_AGENT_SOCKET", "/run/netplug/agent.sock")}
+        self.cni = CNIRuntime([self.bin_dir, REFERENCE_PLUGINS], os.path.join(state_dir, "cni-cache"), self.env)
+        self.node = NodeNetwork(ipam_dir=os.path.join(state_dir, "ipam"))
+
+    def paths(self, namespace: str, name: str) -> VmPaths:
+        return VmPaths(os.path.join(self.state_dir, "vms", f"{namespace}_{name}"))
+
+    def _record(self, paths: VmPaths, record: dict) -> None:
+        os.makedirs(paths.root, mode=0o700, exist_ok=True)
+        with open(paths.record + ".tmp", "w") as f:
+            json.dump(record, f, indent=2)
+        os.replace(paths.record + ".tmp", paths.record)
+
+    def records(self) -> list[dict]:
+        base = os.path.join(self.state_dir, "vms")
+        found = []
+        for entry in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            try:
+                with open(os.path.join(base, entry, "record.json")) as f:
+                    found.append(json.load(f))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def find(self, name: str) -> dict:
+        namespace, _, short = name.rpartition("/")
+        matches = [r for r in self.records() if r["name"] == short and (not namespace or r["namespace"] == namespace)]
+        if not matches:
+            raise InvalidConfig(f'no VM "{name}" is up (netplug get vms lists them)')
+        if len(matches) > 1:
+            raise InvalidConfig(f'"{name}" names VMs in several namespaces: use NAMESPACE/NAME')
+        return matches[0]
+
+    # --- up ------------------------------------------------------------------------------
+
+    def up(self, vm_file: str, nad_paths: list[str], disks: dict[str, str]) -> dict:
+        vmi, document = load_vm(vm_file)
+        nads = [NetworkAttachmentDefinition.from_document(d) for p in nad_paths for d in load_yaml_documents(p)]
+        plan = plan_pod(vmi, nads, self.node)
+        boot = self._boot_source(vmi, disks)
+        paths = self.paths(vmi.metadata.namespace, vmi.metadata.name)
+        if os.path.exists(paths.record):
+            raise InvalidConfig(f'VM "{vmi.metadata.namespace}/{vmi.metadata.name}" is already up '
+                                f"(netplug down {vmi.metadata.name} first)")
+        tag = hashlib.sha256(f"{vmi.metadata.namespace}/{vmi.metadata.name}".encode()).hexdigest()[:10]
+        record = {"name": vmi.metadata.name, "namespace": vmi.metadata.namespace, "created": time.time(),
+                  "netns": f"np-{tag}", "containerID": f"netplug-{tag}", "launcherPid": None,
+                  "attachments": [{"network": a.network, "ifname": a.ifname, "conflist": a.conflist["name"]}
+                                  for a in plan.attachments], "boot": boot}
+        self._record(paths, record)  # before the first change: `down` can always clean up
+        if boot.get("testGuest") and vmi.memory_mib < TEST_GUEST_MIB:
+            self.out(f"the test guest needs {TEST_GUEST_MIB}Mi; the VM asks for {vmi.memory_mib}Mi: giving it {TEST_GUEST_MIB}Mi")
+            spec = document["spec"]["template"]["spec"] if document.get("kind") == "VirtualMachine" else document["spec"]
+            spec.setdefault("domain", {}).setdefault("resources", {}).setdefault("requests", {})["memory"] = f"{TEST_GUEST_MIB}Mi"
+            spec["domain"].pop("memory", None)
+        with open(os.path.join(paths.root, "vm.yaml"), "w") as f:
+            yaml.safe_dump(document, f)
+        try:
+            return self._bring_up(vmi, plan, record, paths)
+        except BaseException:
+            self.out("up failed: undoing what was done")
+            self.down(vmi.metadata.name if vmi.metadata.namespace == "default"
+                      else f"{vmi.metadata.namespace}/{vmi.metadata.name}", quiet=True)
+            raise
+
+    def _boot_source(self, vmi: VirtualMachineInstance, disks: dict[str, str]) -> dict:
+        volumes = {v.get("name"): v for v in vmi.spec.volumes}
+        for name, path in disks.items():
+            if name not in volumes:
+                raise InvalidConfig(f'--disk {name}=...: the VM has no volume "{name}"')
+            if not os.path.isabs(path) or not os.path.isfile(path):
+                raise InvalidConfig(f"--disk {name}={path}: not an absolute path to an image file")
+        container_disks = [n for n, v in volumes.items() if "containerDisk" in v]
+        if all(n in disks for n in container_disks) and disks:
+            return {"disks": disks}
+        kernel, initrd = os.path.join(GUEST_DIR, "vmlinuz"), os.path.join(GUEST_DIR, "initramfs.cpio.gz")
+        if not (os.path.isfile(kernel) and os.path.isfile(initrd)):
+            raise InvalidConfig(f"containerDisk {container_disks} cannot be pulled here: give --disk NAME=PATH, "
+                                f"or build the test guest (scripts/build-guest) into {GUEST_DIR}")
+        return {"kernel": kernel, "initrd": initrd, "testGuest": True}
+
+    def _bring_up(self, vmi: VirtualMachineInstance, plan, record: dict, paths: VmPaths) -> dict:
+        started = time.monotonic()
+
+        def step(text: str) -> None:
+            self.out(f"[{time.monotonic() - started:6.2f}s] {text}")
+
+        install_shim(self.bin_dir, sys.executable)
+        netns_path = netns.create(record["netns"])
+        step(f"pod sandbox: netns {record['netns']}")
+        sandbox = PodSandbox(namespace=vmi.metadata.namespace, name=f"virt-launcher-{vmi.metadata.name}",
+                             container_id=record["containerID"], netns=netns_path)
+        multus = Multus(self.cni, [])
+        delegates = [Delegate(network=a.network, conflist=a.conflist, default=a.default,
+                              attachment=Attachment(sandbox.container_id, netns_path, a.ifname, sandbox.args(),
+                                                    capability_args={"mac": a.selection.mac}
+                                                    if a.selection and a.selection.mac else {}))
+                     for a in plan.attachments]
+        statuses = multus.attach(delegates)
+        for status in statuses:
+            step(f"CNI ADD {status.name} as {status.interface}: {', '.join(status.ips) or 'no address (L2)'}")
+        status_file = os.path.join(paths.root, "network-status.json")
+        with open(status_file, "w") as f:
+            f.write(render_network_status(statuses))
+
+        if record["boot"].get("testGuest"):
+            step("containerDisk images cannot be pulled here: booting the project's test guest instead "
+                 f"({GUEST_DIR})")
+        argv = [sys.executable, "-m", "runtime.cli", "launch", os.path.join(paths.root, "vm.yaml"),
+                "--netns", netns_path, "--state-dir", paths.launcher, "--network-status", status_file]
+        boot = record["boot"]
+        if boot.get("kernel"):
+            # the test guest: DHCP on every NIC, ping the pod network's gateway, serve TCP 8080
+            gateway = next(ipaddress.ip_network(self.node.subnet).hosts())
+            argv += ["--kernel", boot["kernel"], "--initrd", boot["initrd"], "--cmdline",
+                     f"console=ttyS0 panic=-1 quiet e2e.ping={gateway} e2e.serve=8080 e2e.hold=forever"]
+        for volume, path in (boot.get("disks") or {}).items():
+            argv += ["--disk", f"{volume}={path}"]
+        os.makedirs(paths.launcher, mode=0o700, exist_ok=True)
+        log = open(os.path.join(paths.root, "launcher.log"), "a")
+        launcher = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        record["launcherPid"] = launcher.pid
+        self._record(paths, record)
+        step(f"launcher started (pid {launcher.pid})")
+
+        deadline = time.monotonic() + WAIT_SECONDS
+        phase = None
+        while time.monotonic() < deadline:
+            status = self._status(paths)
+            if status.get("phase") != phase:
+                phase = status.get("phase")
+                step(f"VM phase {phase}")
+            if phase in ("Failed", "Succeeded") or launcher.poll() is not None:
+                raise NetplugError(f"the VM stopped: {status.get('reason', 'see ' + paths.root + '/launcher.log')}")
+            if phase == "Running":
+                break
+            time.sleep(0.2)
+        waiting = {a.ifname: self.store.service_files(record["containerID"], a.ifname).leases
+                   for a in plan.attachments if a.conflist["plugins"][-1].get("type") == "netplug"}
+        waiting = {k: v for k, v in waiting.items() if os.path.exists(v.replace(".leases", ".conf"))}
+        while waiting and time.monotonic() < deadline:
+            for ifname, lease_file in list(waiting.items()):
+                lease = _first_lease(lease_file)
+                if lease:
+                    step(f"guest lease on {ifname}: {lease}")
+                    del waiting[ifname]
+            time.sleep(0.2)
+        if waiting:
+            raise NetplugError(f"no DHCP lease for {sorted(waiting)} within {WAIT_SECONDS} s (see netplug console)")
+        step(f"VM {vmi.metadata.namespace}/{vmi.metadata.name} is Running")
+        return record
+
+    # --- down ----------------------------------------------------------------------------
+
+    def down(self, name: str, quiet: bool = False) -> bool:
+        """Stop the VM, DEL every attachment in reverse, remove the sandbox and the state."""
+        try:
+            record = self.find(name)
+        except InvalidConfig:
+            if not quiet:
+                self.out(f"{name}: nothing to take down")
+            return False
+        paths = self.paths(record["namespace"], record["name"])
+        pid = record.get("launcherPid")
+        if pid and _is_launcher(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while _is_launcher(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        for qemu in qemu_pids(f"{record['namespace']}_{record['name']}"):
+            os.kill(qemu, signal.SIGKILL)  # a launcher killed by force leaves its QEMU behind
+        netns_path = f"/run/netns/{record['netns']}"
+        for attachment in reversed(record["attachments"]):
+            self.cni.delete(None, Attachment(record["containerID"], netns_path, attachment["ifname"]),
+                            network=attachment["conflist"])
+        netns.remove(record["netns"])
+        shutil.rmtree(paths.root, ignore_errors=True)
+        if not quiet:
+            self.out(f"{record['namespace']}/{record['name']}: down")
+        return True
+
+    # --- get -----------------------------------------------------------------------------
+
+    def _status(self, paths: VmPaths) -> dict:
+        try:
+            with open(paths.status) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def describe_state(self, record: dict) -> dict:
+        paths = self.paths(record["namespace"], record["name"])
+        status = self._status(paths)
+        alive = bool(record.get("launcherPid")) and _is_launcher(record["launcherPid"])
+        phase = status.get("phase", "Scheduled" if alive else "Failed")
+        if phase == "Running" and not alive:
+            phase = "Failed"
+        printable = {"Scheduled": "Starting", "Running": "Running", "Succeeded": "Stopped", "Failed": "Failed"}[phase]
+        return {"record": record, "status": status, "phase": phase, "printableStatus": printable,
+                "ready": phase == "Running"}
+
+    def console(self, name: str) -> str:
+        record = self.find(name)
+        path = self.paths(record["namespace"], record["name"]).serial
+        return open(path, errors="replace").read() if os.path.exists(path) else ""
+
+
+def _first_lease(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[0].isdigit():  # expiry, MAC or IAID, address, ...
+                    return fields[2]
+    except OSError:
+        return None
+    return None
+
+
+def _is_launcher(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+    except (OSError, IndexError):
+        return False
+    return b"launch" in argv and b"runtime.cli" in argv
+
+
+def age(created: float) -> str:
+    seconds = int(time.time() - created)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+

@@ -1,0 +1,110 @@
+"""Standalone mode driven as a user drives it: `netplug up` KubeVirt's testvm YAML, `get`,
+`console`, a request to the forwarded port, then `down` leaves nothing; bad input is one line
+and exit code 2 with nothing created; a killed `up` is cleaned up by `down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e.conftest import REPO
+from tests.support.topology import processes_mentioning
+
+TESTVM = os.path.join(REPO, "manifests", "examples", "testvm.yaml")
+
+
+@pytest.fixture
+def cli(tmp_path, guest_image):
+    env = {**os.environ, "NETPLUG_STATE_DIR": str(tmp_path / "state"), "NETPLUG_GUEST_DIR": guest_image,
+           "NETPLUG_AGENT_SOCKET": str(tmp_path / "no-agent.sock")}
+
+    def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    run.env = env  # type: ignore[attr-defined]
+    yield run
+    run("down", "testvm")
+
+
+def _nothing_left(state: str) -> None:
+    vms = os.path.join(state, "vms")
+    assert not os.path.isdir(vms) or not os.listdir(vms), f"state left: {os.listdir(vms)}"
+    assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+                if n.startswith("np-")]
+    assert not processes_mentioning(state), "a launcher, QEMU or dnsmasq outlived down"
+    assert not processes_mentioning("guest=default_testvm,")
+
+
+def test_up_get_console_down(cli, tmp_path):
+    up = cli("up", TESTVM)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "booting the project's test guest instead" in up.stdout
+    assert "guest lease on eth0: 10.0.2.2" in up.stdout and "is Running" in up.stdout
+
+    table = cli("get", "vms").stdout.splitlines()
+    assert table[0].split() == ["NAME", "AGE", "STATUS", "READY"]
+    assert table[1].split()[0] == "testvm" and table[1].split()[2:] == ["Running", "true"]
+    vmis = json.loads(cli("get", "vmis", "-o", "json").stdout)["items"]
+    (iface,) = vmis[0]["status"]["interfaces"]
+    pod_ip = iface["ipAddress"]
+    assert vmis[0]["status"]["phase"] == "Running" and pod_ip.startswith("10.89.")
+
+    deadline = time.monotonic() + 60
+    while "SERVING" not in cli("console", "testvm").stdout and time.monotonic() < deadline:
+        time.sleep(0.5)
+    console = cli("console", "testvm").stdout
+    assert "E2E: DHCP-OK iface=eth0 ip=10.0.2.2" in console and "E2E: PING-OK target=10.89.0.1" in console
+    assert "hello" in (_connect(pod_ip, 8080) or "")  # forwarded to the guest
+
+    again = cli("up", TESTVM)
+    assert again.returncode == 2 and "already up" in again.stderr and again.stderr.count("\n") == 1
+
+    down = cli("down", "testvm")
+    assert down.returncode == 0, down.stderr
+    _nothing_left(str(tmp_path / "state"))
+    assert cli("down", "testvm").returncode == 0  # idempotent
+
+
+def _connect(host: str, port: int) -> str | None:
+    import socket
+    try:
+        with socket.create_connection((host, port), timeout=5) as conn:
+            return conn.recv(200).decode()
+    except OSError:
+        return None
+
+
+@pytest.mark.parametrize("content, text", [
+    ("kind: [unclosed", "not YAML"),
+    ("apiVersion: v1\nkind: Pod\n", "kubevirt.io/v1"),
+    (open(TESTVM).read().replace("masquerade: {}", "bridge: {}\n              sriov: {}"), "exactly one binding"),
+    (open(TESTVM).read().replace("pod: {}", "multus:\n            networkName: blue"), "masquerade is only allowed"),
+    (open(TESTVM).read().replace("masquerade: {}", "bridge: {}").replace("pod: {}", "multus:\n            networkName: blue"),
+     '"default/blue" not found'),
+])
+def test_bad_input_is_one_line_and_creates_nothing(cli, tmp_path, content, text):
+    path = tmp_path / "vm.yaml"
+    path.write_text(content)
+    run = cli("up", str(path))
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.count("\n") == 1 and text in run.stderr and "Traceback" not in run.stderr
+    _nothing_left(str(tmp_path / "state"))
+
+
+def test_down_cleans_up_after_a_killed_up(cli, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "up", TESTVM], cwd=REPO, env=cli.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "launcher started" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert cli("get", "vms").stdout.count("testvm") == 1
+    assert cli("down", "testvm").returncode == 0
+    _nothing_left(str(tmp_path / "state"))
