@@ -7,6 +7,7 @@
     netplug down NAME     stop it and remove everything up made
     netplug get vms|vmis  list standalone VMs as kubectl lists KubeVirt's
     netplug console NAME  the VM's serial console log
+    netplug describe vm NAME   interfaces, links, leases, NAT, events
     netplug render cni|domain|pod FILE   what a VM would get, offline
 """
 
@@ -93,6 +94,11 @@ def cmd_get(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    print(_standalone(args).describe(args.name), end="")
     return 0
 
 
@@ -186,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     get.add_argument("kind", choices=["vms", "vmis", "vm", "vmi"])
     get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     get.set_defaults(func=cmd_get)
+    describe = sub.add_parser("describe", help="a VM's interfaces, links, leases, NAT and events")
+    describe.add_argument("kind", choices=["vm"])
+    describe.add_argument("name")
+    describe.set_defaults(func=cmd_describe)
     console = sub.add_parser("console", help="print the VM's serial console log")
     console.add_argument("name")
     console.set_defaults(func=cmd_console)
@@ -194,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("file")
     render.add_argument("--nad", action="append", metavar="FILE_OR_DIR")
     render.set_defaults(func=cmd_render)
-    for command in (up, down, get, console):
+    for command in (up, down, get, console, describe):
         command.add_argument("--state-dir", default=state_dir)
 
     args = parser.parse_args(argv)

@@ -27,10 +27,12 @@ from dataclasses import dataclass
 
 import yaml
 
+from netplug import naming
 from netplug.errors import InvalidConfig, NetplugError
+from netplug.guest import pod_interface_of
 from netplug.model.multus import NetworkAttachmentDefinition, render_network_status
 from netplug.model.vm import VirtualMachineInstance, vmi_from_document
-from netplug.ops import netns
+from netplug.ops import link, netns, nft
 from netplug.ops.libvirt import qemu_pids
 from netplug.pod import NodeNetwork, plan_pod
 from runtime.agent.store import Store
@@ -181,8 +183,12 @@ class Standalone:
     def _bring_up(self, vmi: VirtualMachineInstance, plan, record: dict, paths: VmPaths) -> dict:
         started = time.monotonic()
 
+        events = open(os.path.join(paths.root, "events.log"), "a")
+
         def step(text: str) -> None:
             self.out(f"[{time.monotonic() - started:6.2f}s] {text}")
+            events.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}\n")
+            events.flush()
 
         install_shim(self.bin_dir, sys.executable)
         netns_path = netns.create(record["netns"])
@@ -299,10 +305,85 @@ class Standalone:
         return {"record": record, "status": status, "phase": phase, "printableStatus": printable,
                 "ready": phase == "Running"}
 
+    def describe(self, name: str) -> str:
+        """What `netplug describe vm` prints: the VM, each interface's path, leases, NAT, events."""
+        record = self.find(name)
+        state = self.describe_state(record)
+        paths = self.paths(record["namespace"], record["name"])
+        netns_path = f"/run/netns/{record['netns']}"
+        lines = [f"Name:        {record['name']}", f"Namespace:   {record['namespace']}",
+                 f"Status:      {state['printableStatus']} (phase {state['phase']})",
+                 f"Pod netns:   {netns_path}", f"Launcher:    pid {record.get('launcherPid')}, {paths.launcher}",
+                 f"Domain:      {record['namespace']}_{record['name']}", "Interfaces:"]
+        macs = {i["name"]: i for i in state["status"].get("interfaces", [])}
+        with open(os.path.join(paths.root, "vm.yaml")) as f:
+            vmi = vmi_from_document(yaml.safe_load(f))
+        links, tables = {}, []
+        if os.path.exists(netns_path):
+            with netns.entered(netns_path), link.session() as session:
+                for iface in vmi.spec.domain.devices.interfaces:
+                    pod_iface = pod_interface_of(vmi.network(iface.name))
+                    for name_ in (pod_iface, naming.tap_name(pod_iface), naming.bridge_name(pod_iface),
+                                  naming.nic_name(pod_iface)):
+                        found = session.get(name_)
+                        if found is not None:
+                            links[name_] = found
+                tables = [(t, nft.list_table("ip", t)) for t in {naming.nft_table_name(pod_interface_of(vmi.network(i.name)))
+                                                                  for i in vmi.spec.domain.devices.interfaces}]
+        for iface in vmi.spec.domain.devices.interfaces:
+            pod_iface = pod_interface_of(vmi.network(iface.name))
+            status = macs.get(iface.name, {})
+            lines.append(f"  {iface.name}: binding {iface.binding}, network {vmi.network(iface.name).name}, "
+                         f"pod interface {pod_iface}")
+            lines.append(f"    guest MAC {status.get('mac', '?')}, VMI IPs {', '.join(status.get('ipAddresses', [])) or '-'}")
+            for name_ in (naming.tap_name(pod_iface), naming.bridge_name(pod_iface), naming.nic_name(pod_iface), pod_iface):
+                if name_ in links:
+                    lk = links[name_]
+                    lines.append(f"    {name_:16} {lk.kind or 'veth':7} mtu {lk.mtu:<5} {'up' if lk.up else 'DOWN':4} "
+                                 f"{('master ' + lk.master) if lk.master else ''} {' '.join(lk.addresses)}".rstrip())
+            leases = self.store.service_files(record["containerID"], pod_iface).leases
+            if os.path.exists(leases):
+                for lease_line in open(leases):
+                    fields = lease_line.split()
+                    if len(fields) >= 3 and fields[0].isdigit():
+                        lines.append(f"    DHCP lease: {fields[2]} to {fields[1]}")
+        for table, objects in tables:
+            if objects is None:
+                continue
+            lines.append(f"NAT (nftables table ip {table}):")
+            for obj in objects:
+                rule = obj.get("rule")
+                if rule:
+                    lines.append(f"  {rule['chain']:12} {_rule_text(rule['expr'])}")
+        events = os.path.join(paths.root, "events.log")
+        if os.path.exists(events):
+            lines.append("Events:")
+            lines += ["  " + e.rstrip() for e in open(events).readlines()[-12:]]
+        return "\n".join(lines) + "\n"
+
     def console(self, name: str) -> str:
         record = self.find(name)
         path = self.paths(record["namespace"], record["name"]).serial
         return open(path, errors="replace").read() if os.path.exists(path) else ""
+
+
+def _rule_text(expr: list[dict]) -> str:
+    """A compact reading of an nft JSON rule, e.g. "iifname eth0 tcp dport 8080 dnat to 10.0.2.2"."""
+    words = []
+    for e in expr:
+        if "match" in e:
+            left, right = e["match"]["left"], e["match"]["right"]
+            key = left.get("meta", {}).get("key") or " ".join(str(v) for v in left.get("payload", {}).values())
+            value = right if not isinstance(right, dict) else ",".join(str(x) for x in right.get("set", []))
+            words.append(f"{key} {'!= ' if e['match']['op'] == '!=' else ''}{value}")
+        elif "jump" in e:
+            words.append(f"jump {e['jump']['target']}")
+        elif "dnat" in e or "snat" in e:
+            kind = "dnat" if "dnat" in e else "snat"
+            words.append(f"{kind} to {e[kind]['addr']}")
+        elif "masquerade" in e:
+            words.append("masquerade")
+    return " ".join(words)
 
 
 def _first_lease(path: str) -> str | None:

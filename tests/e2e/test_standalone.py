@@ -62,6 +62,11 @@ def test_up_get_console_down(cli, tmp_path):
     assert "E2E: DHCP-OK iface=eth0 ip=10.0.2.2" in console and "E2E: PING-OK target=10.89.0.1" in console
     assert "hello" in (_connect(pod_ip, 8080) or "")  # forwarded to the guest
 
+    described = cli("describe", "vm", "testvm").stdout
+    for expected in ("Status:      Running", "binding masquerade", "tap0", "k6t-eth0", "DHCP lease: 10.0.2.2",
+                     "masquerade", "dnat to 10.0.2.2", "Events:", "VM phase Running"):
+        assert expected in described, f"{expected!r} not in:\n{described}"
+
     again = cli("up", TESTVM)
     assert again.returncode == 2 and "already up" in again.stderr and again.stderr.count("\n") == 1
 
