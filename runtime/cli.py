@@ -8,6 +8,7 @@
     netplug get vms|vmis  list standalone VMs as kubectl lists KubeVirt's
     netplug console NAME  the VM's serial console log
     netplug describe vm NAME   interfaces, links, leases, NAT, events
+    netplug doctor NAME   check the VM's network path hop by hop
     netplug render cni|domain|pod FILE   what a VM would get, offline
 """
 
@@ -100,6 +101,19 @@ def cmd_get(args: argparse.Namespace) -> int:
 def cmd_describe(args: argparse.Namespace) -> int:
     print(_standalone(args).describe(args.name), end="")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from runtime import doctor
+
+    paths = _standalone(args).doctor(args.name)
+    print(doctor.render_text(paths), end="")
+    if args.svg:
+        with open(args.svg, "w") as f:
+            f.write(doctor.render_svg(paths))
+    healthy = all(hop.ok for hops in paths.values() for hop in hops)
+    print("verdict: " + ("every hop is healthy" if healthy else "some hops are broken (see the fixes above)"))
+    return 0 if healthy else 1
 
 
 def cmd_console(args: argparse.Namespace) -> int:
@@ -196,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     describe.add_argument("kind", choices=["vm"])
     describe.add_argument("name")
     describe.set_defaults(func=cmd_describe)
+    doctor = sub.add_parser("doctor", help="check a VM's network path hop by hop, with fixes")
+    doctor.add_argument("name")
+    doctor.add_argument("--svg", metavar="FILE", help="also draw the path as SVG")
+    doctor.set_defaults(func=cmd_doctor)
     console = sub.add_parser("console", help="print the VM's serial console log")
     console.add_argument("name")
     console.set_defaults(func=cmd_console)
@@ -204,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("file")
     render.add_argument("--nad", action="append", metavar="FILE_OR_DIR")
     render.set_defaults(func=cmd_render)
-    for command in (up, down, get, console, describe):
+    for command in (up, down, get, console, describe, doctor):
         command.add_argument("--state-dir", default=state_dir)
 
     args = parser.parse_args(argv)

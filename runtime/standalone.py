@@ -361,6 +361,26 @@ class Standalone:
             lines += ["  " + e.rstrip() for e in open(events).readlines()[-12:]]
         return "\n".join(lines) + "\n"
 
+    def doctor(self, name: str) -> dict:
+        """Each tap-bound interface's path, hop by hop (runtime.doctor)."""
+        from runtime import doctor
+
+        record = self.find(name)
+        state = self.describe_state(record)
+        paths = self.paths(record["namespace"], record["name"])
+        with open(os.path.join(paths.root, "vm.yaml")) as f:
+            vmi = vmi_from_document(yaml.safe_load(f))
+        macs = {i["name"]: i.get("mac") for i in state["status"].get("interfaces", [])}
+        running = state["phase"] == "Running"
+        found = {}
+        for iface in vmi.spec.domain.devices.interfaces:
+            if iface.binding in ("masquerade", "bridge"):
+                pod_iface = pod_interface_of(vmi.network(iface.name))
+                files = self.store.service_files(record["containerID"], pod_iface)
+                found[iface.name] = doctor.check_interface(vmi, iface.name, f"/run/netns/{record['netns']}", files,
+                                                           macs.get(iface.name), running)
+        return found
+
     def console(self, name: str) -> str:
         record = self.find(name)
         path = self.paths(record["namespace"], record["name"]).serial

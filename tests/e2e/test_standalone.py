@@ -67,6 +67,17 @@ def test_up_get_console_down(cli, tmp_path):
                      "masquerade", "dnat to 10.0.2.2", "Events:", "VM phase Running"):
         assert expected in described, f"{expected!r} not in:\n{described}"
 
+    healthy = cli("doctor", "testvm", "--svg", str(tmp_path / "path.svg"))
+    assert healthy.returncode == 0, healthy.stdout
+    assert "every hop is healthy" in healthy.stdout and "<svg" in (tmp_path / "path.svg").read_text()
+    netns = json.loads((tmp_path / "state" / "vms" / "default_testvm" / "record.json").read_text())["netns"]
+    subprocess.run(["ip", "netns", "exec", netns, "nft", "delete", "table", "ip", "netplug_eth0"], check=True)
+    subprocess.run(["ip", "-n", netns, "link", "set", "tap0", "down"], check=True)
+    broken = cli("doctor", "testvm")
+    assert broken.returncode == 1
+    assert "FAIL NAT" in broken.stdout and "FAIL tap0" in broken.stdout and "tap0 is down" in broken.stdout
+    assert "ok   k6t-eth0" in broken.stdout  # what is not broken is not blamed
+
     again = cli("up", TESTVM)
     assert again.returncode == 2 and "already up" in again.stderr and again.stderr.count("\n") == 1
 
