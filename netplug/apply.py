@@ -127,9 +127,12 @@ def _vf_settings(config: VfConfig) -> dict:
 
 def _write_device_info(path: str, info: dict) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
+    tmp = f"{path}.tmp"
+    # O_NOFOLLOW | O_EXCL: never write through a link someone planted in the directory
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as f:
         json.dump(info, f)
-    os.replace(path + ".tmp", path)
+    os.replace(tmp, path)
 
 
 def _unlink(path: str | None) -> None:
@@ -242,22 +245,36 @@ def ensure_service(spec: NetSpec, files: ServiceFiles) -> bool:
     return True
 
 
-def remove(spec: NetSpec, files: ServiceFiles) -> list[str]:
-    """Tear down everything `spec` names; tolerant of what is already gone. What was removed."""
+def _same_netns(spec: NetSpec) -> bool:
+    current = netns.identity(spec.netns)
+    if current is None:
+        return False
+    if spec.netns_id is not None and current != spec.netns_id:
+        log.warning("%s names another netns than at ADD; not touching it", spec.netns)
+        return False
+    return True
+
+
+def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = frozenset()) -> list[str]:
+    """Tear down everything `spec` names; tolerant of what is already gone. What was removed.
+    Pod-wide sysctls in `keep_sysctls` are still needed by another attachment: not restored."""
     removed: list[str] = []
     if dhcp.stop(files.conf, files.pid):
         removed.append("dhcp service")
     if spec.vf is not None:
         vf = spec.vf
         node = netns.NODE
-        if vf.netdev is not None and netns.exists(spec.netns):
+        if vf.netdev is not None and _same_netns(spec):
             with netns.entered(spec.netns):
                 if _move_back(vf, node):
                     removed.append(f"VF netdev {vf.netdev} back in the node")
-        sriov.set_vf_config(vf.pf, vf.index, _vf_settings(vf.restore))
-        removed.append(f"VF {vf.pci} settings restored")
         _unlink(vf.device_info_file)
-    if not netns.exists(spec.netns):
+        try:
+            sriov.set_vf_config(vf.pf, vf.index, _vf_settings(vf.restore))
+            removed.append(f"VF {vf.pci} settings restored")
+        except NetplugError as exc:  # PF gone or VFs re-created after a reboot: nothing to restore
+            log.warning("VF %s settings not restored: %s", vf.pci, exc.msg)
+    if not _same_netns(spec):
         return removed  # links, rules and sysctls went with the namespace
     try:
         def delete_tables() -> list[str]:
@@ -279,6 +296,8 @@ def remove(spec: NetSpec, files: ServiceFiles) -> list[str]:
             removed += done
         with netns.entered(spec.netns):
             for key in spec.sysctls:
+                if key.key in keep_sysctls:
+                    continue
                 if key.restore is not None and sysctl.read(key.key) == key.value:
                     sysctl.write(key.key, key.restore)
                     removed.append(f"sysctl {key.key}={key.restore}")

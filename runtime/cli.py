@@ -33,7 +33,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_install_cni(args: argparse.Namespace) -> int:
-    print(install_shim(args.bin_dir, args.python))
+    print(install_shim(args.bin_dir, args.python, args.socket, args.state_dir))
     return 0
 
 
@@ -175,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
 
     install = sub.add_parser("install-cni", help="install the CNI shim into a CNI bin dir")
     install.add_argument("--bin-dir", default="/opt/cni/bin")
+    install.add_argument("--socket", default=os.environ.get("NETPLUG_AGENT_SOCKET", "/run/netplug/agent.sock"),
+                         help="the agent's socket (baked into the shim)")
+    install.add_argument("--state-dir", default=os.environ.get("NETPLUG_STATE_DIR", "/var/lib/netplug"),
+                         help="the agent's state dir (baked in, for the in-process fallback)")
     install.add_argument("--python", default=sys.executable,
                          help="interpreter for the shim and its in-process fallback (default: this one)")
     install.set_defaults(func=cmd_install_cni)

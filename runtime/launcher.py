@@ -201,6 +201,10 @@ class Launcher:
 
     def serve_control(self) -> None:
         path = os.path.join(self.state_dir, "control.sock")
+        try:
+            os.unlink(path)  # left by an earlier launcher with this state dir
+        except FileNotFoundError:
+            pass
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
@@ -217,9 +221,14 @@ class Launcher:
                     while chunk := conn.recv(65536):
                         data += chunk
                     try:
-                        answer = self.control(json.loads(data))
-                    except (ValueError, KeyError, NetplugError) as exc:
-                        answer = {"error": getattr(exc, "msg", str(exc))}
+                        request = json.loads(data)
+                        if not isinstance(request, dict):
+                            raise ValueError("a request is a JSON object")
+                        answer = self.control(request)
+                    except NetplugError as exc:
+                        answer = {"error": exc.msg}
+                    except Exception as exc:  # one bad request never stops the control loop
+                        answer = {"error": f"{type(exc).__name__}: {exc}"}
                     conn.sendall(json.dumps(answer).encode())
         threading.Thread(target=loop, name="control", daemon=True).start()
 
@@ -267,12 +276,12 @@ def run(args: argparse.Namespace) -> int:
                                                     cmdline=args.cmdline, disks=disks), statuses)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: launcher.stop())
+    launcher.serve_control()  # before the domain exists: a bind failure then leaves no VM behind
     try:
         launcher.start()
     except NetplugError as exc:
         launcher.write_status(phase="Failed", reason=exc.msg)
         raise
-    launcher.serve_control()
     while not launcher.stopped.wait(0.5):
         pass
     return launcher.finish()

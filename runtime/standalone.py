@@ -217,8 +217,9 @@ class Standalone:
         if boot.get("kernel"):
             # the test guest: DHCP on every NIC, ping the pod network's gateway, serve TCP 8080
             gateway = next(ipaddress.ip_network(self.node.subnet).hosts())
+            extra = os.environ.get("NETPLUG_TEST_GUEST_ARGS", f"e2e.ping={gateway}")  # the demo pings further
             argv += ["--kernel", boot["kernel"], "--initrd", boot["initrd"], "--cmdline",
-                     f"console=ttyS0 panic=-1 quiet e2e.ping={gateway} e2e.serve=8080 e2e.hold=forever"]
+                     f"console=ttyS0 panic=-1 quiet {extra} e2e.serve=8080 e2e.hold=forever"]
         for volume, path in (boot.get("disks") or {}).items():
             argv += ["--disk", f"{volume}={path}"]
         os.makedirs(paths.launcher, mode=0o700, exist_ok=True)

@@ -41,6 +41,12 @@ _REQUIRED = {
 _CONTAINER_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 _NETNS_PATH = re.compile(r"/proc/[0-9]+(/task/[0-9]+)?/ns/net|/(var/)?run/netns/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
 
+#: what a pod may set through args.cni (Multus cni-args, which the pod's own annotation
+#: controls): its VM's identity and per-interface settings, never a file path, a device,
+#: an IPAM delegate or a security switch
+POD_SETTABLE = {"vmInterface", "vmName", "vmNamespace", "mac", "ports", "dhcpOptions", "hostname",
+                "vmNetworkCIDR", "vmIPv6NetworkCIDR", "mtu"}
+
 #: keys the runtime (libcni, Multus) puts into a plugin's config; never binding fields
 _RUNTIME_KEYS = {
     "prevResult", "runtimeConfig", "args", "capabilities", "cniVersions", "disableCheck",
@@ -171,12 +177,14 @@ def load_binding(request: Request) -> BindingBase:
         source = config.get(source_name) or {}
         if not isinstance(source, dict):
             raise InvalidConfig(f"config: {source_name} must be an object")
+        allowed = fields - {"binding", "type", "cniVersion", "name"}
         if source_name == "args":
             source = source.get("cni") or {}
             if not isinstance(source, dict):
                 raise InvalidConfig("config: args.cni must be an object")
+            allowed &= POD_SETTABLE
         # args and runtimeConfig may carry keys for other plugins: take only ours.
-        merged.update({k: v for k, v in source.items() if k in fields and k not in ("binding", "type", "cniVersion", "name")})
+        merged.update({k: v for k, v in source.items() if k in allowed})
     try:
         return model.model_validate(merged)
     except ValidationError as exc:

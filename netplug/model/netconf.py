@@ -11,6 +11,7 @@ May import: pydantic, netaddr, netplug.errors, netplug.model.
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import ClassVar, Literal
 
 import netaddr
@@ -228,6 +229,8 @@ class BridgeConf(TapBindingBase):
     spoofCheck: bool = True
 
 
+#: where Multus keeps per-attachment device-info files (NPWG device-info spec)
+DEVINFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/cni"
 _PCI_ADDRESS = r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$"
 
 
@@ -261,8 +264,11 @@ class SriovConf(BindingBase):
     @field_validator("CNIDeviceInfoFile")
     @classmethod
     def _devinfo_path(cls, value: str | None) -> str | None:
-        if value is not None and (not value.startswith("/") or ".." in value.split("/") or "\x00" in value):
-            raise ValueError(f'"{value}" must be an absolute path without ".."')
+        if value is None:
+            return None
+        base = os.environ.get("NETPLUG_DEVINFO_DIR", DEVINFO_DIR).rstrip("/") + "/"
+        if not value.startswith(base) or ".." in value.split("/") or "\x00" in value:
+            raise ValueError(f'"{value}" must be a file under {base} (where Multus keeps device-info)')
         return value
 
 

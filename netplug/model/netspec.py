@@ -180,6 +180,9 @@ class VfPlan(_Spec):
 
 class NetSpec(_Spec):
     netns: str
+    #: which namespace `netns` named at ADD ("dev:inode"): a recycled /proc/<pid> path that
+    #: names another namespace by DEL time is never touched
+    netns_id: str | None = None
     links: list[LinkSpec] = Field(default_factory=list)
     sysctls: list[SysctlSpec] = Field(default_factory=list)
     nat: list[NatPlan] = Field(default_factory=list)

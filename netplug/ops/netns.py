@@ -40,8 +40,18 @@ def exists(path: str) -> bool:
     return os.path.exists(path)
 
 
+def identity(path: str) -> str | None:
+    """Which namespace `path` names ("dev:inode"), None if it names none any more."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
+
+
 def check(path: str) -> None:
-    """Raise unless `path` names a network namespace (a nsfs file or a bind mount of one)."""
+    """Raise unless `path` names a network namespace (a nsfs file or a bind mount of one)
+    other than the node's own (a CNI plugin never wires the host, like the Go skel's check)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -50,6 +60,8 @@ def check(path: str) -> None:
         raise InvalidEnvironment(f'CNI_NETNS "{path}": {exc.strerror}') from None
     if stat.S_ISDIR(st.st_mode) or not _is_nsfs(path):
         raise InvalidEnvironment(f'CNI_NETNS "{path}" is not a network namespace')
+    if identity(path) == identity(NODE):
+        raise InvalidEnvironment(f'CNI_NETNS "{path}" is the node\'s own network namespace')
 
 
 def _setns(fd: int, what: str) -> None:

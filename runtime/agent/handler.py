@@ -161,6 +161,7 @@ class Handler:
                     args=request.args, sysctls=sysctls, vf=vf,
                 )
                 plan = bindings.plan(conf, ctx)
+                plan.netspec.netns_id = netns.identity(request.netns)
                 log.info("desired pod network", extra={"data": plan.netspec.model_dump(mode="json")})
                 record.netspec = plan.netspec
                 self.store.save(record)
@@ -194,6 +195,17 @@ class Handler:
             self._teardown(record, checkpoint)
         return None
 
+    def _sysctls_still_needed(self, leaving: AttachmentRecord) -> frozenset[str]:
+        """Pod-wide sysctls another attachment in the same pod netns still relies on."""
+        assert leaving.netspec is not None
+        keys: set[str] = set()
+        for record in self.store.records():
+            if (record.container_id, record.ifname) == (leaving.container_id, leaving.ifname):
+                continue
+            if record.netspec is not None and record.netspec.netns_id == leaving.netspec.netns_id:
+                keys |= {s.key for s in record.netspec.sysctls}
+        return frozenset(keys)
+
     def _observe_vf(self, pci: str, request: skel.Request) -> VfFacts:
         """The VF as sysfs and its PF show it; refused if another attachment holds it."""
         for record in self.store.records():
@@ -212,7 +224,7 @@ class Handler:
         checkpoint = checkpoint or (lambda step: None)
         files = self.store.service_files(record.container_id, record.ifname)
         if record.netspec is not None:
-            removed = remove(record.netspec, files)
+            removed = remove(record.netspec, files, self._sysctls_still_needed(record))
             log.info("removed %s", ", ".join(removed) or "nothing (already gone)")
             checkpoint("del:removed")
         if record.ipam is not None:

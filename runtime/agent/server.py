@@ -24,6 +24,7 @@ import threading
 
 from netplug.apply import ensure_service
 from netplug.errors import NetplugError
+from netplug.ops import netns
 from runtime import logs
 from runtime.agent.handler import Handler
 from runtime.agent.store import Store
@@ -116,6 +117,8 @@ class ServiceSupervisor(threading.Thread):
         for record in list(self.store.records()):
             if record.status != "added" or record.netspec is None or record.netspec.dhcp is None:
                 continue
+            if netns.identity(record.netspec.netns) != (record.netspec.netns_id or netns.identity(record.netspec.netns)):
+                continue  # gone, or the path names another namespace now
             if not os.path.exists(record.netspec.netns):
                 continue
             with self.store.lock(record.container_id, record.ifname), \
@@ -143,8 +146,10 @@ class ServiceSupervisor(threading.Thread):
 def serve(socket_path: str, store: Store, *, test_hooks: bool = False) -> None:
     handler = Handler(store, test_hooks=test_hooks)
     supervisor = ServiceSupervisor(store)
-    restored = supervisor.sweep()
-    log.info("restored %d DHCP services", restored)
+    try:
+        log.info("restored %d DHCP services", supervisor.sweep())
+    except Exception:  # the agent must come up to serve CNI requests whatever the state holds
+        log.exception("restoring DHCP services failed; the supervisor retries every %.0f s", supervisor.interval)
     supervisor.start()
     with AgentServer(socket_path, handler) as server:
         log.info("listening on %s, state in %s", socket_path, store.root)

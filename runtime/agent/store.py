@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from netplug.errors import StateError
 from netplug.model.record import AttachmentRecord
 
 DEFAULT_STATE_DIR = "/var/lib/netplug"
+log = logging.getLogger("netplug.store")
 LOCK_STRIPES = 256
 
 
@@ -101,13 +103,21 @@ class Store:
             pass  # other interfaces of the container remain
 
     def records(self) -> Iterator[AttachmentRecord]:
+        """Every readable record. A directory a concurrent DEL removes, or a record that cannot
+        be read, is skipped (and logged): one bad file never stops a scan."""
         base = os.path.join(self.root, "attachments")
         for container_id in sorted(os.listdir(base)):
-            directory = os.path.join(base, container_id)
-            if not os.path.isdir(directory):
+            try:
+                names = sorted(os.listdir(os.path.join(base, container_id)))
+            except (FileNotFoundError, NotADirectoryError):
                 continue
-            for name in sorted(os.listdir(directory)):
-                if name.endswith(".json"):
+            for name in names:
+                if not name.endswith(".json"):
+                    continue
+                try:
                     record = self.load(container_id, name[: -len(".json")])
-                    if record is not None:
-                        yield record
+                except StateError as exc:
+                    log.error("skipping %s/%s: %s", container_id, name, exc.msg)
+                    continue
+                if record is not None:
+                    yield record

@@ -70,6 +70,7 @@ def fake_sriov(tmp_path, monkeypatch):
     sh("ip", "link", "set", vf_netdev, "address", "02:00:00:00:81:00")
     recorder = VfRecorder(pf_name)
     monkeypatch.setenv("NETPLUG_SYSFS_ROOT", str(root))
+    monkeypatch.setenv("NETPLUG_DEVINFO_DIR", str(tmp_path / "devinfo"))
     monkeypatch.setattr(sriov, "get_vf_config", recorder.get)
     monkeypatch.setattr(sriov, "set_vf_config", recorder.set)
     yield recorder, vf_netdev, root

@@ -460,3 +460,15 @@ def test_args_and_runtime_config_must_be_objects(fields: dict) -> None:
     error = refused(load_binding, parse_request(env(), config(**fields)))
     assert error.cni_code == 7
     assert next(iter(fields)) in error.msg
+
+
+def test_a_pod_cannot_set_paths_devices_or_switches_through_cni_args() -> None:
+    """args.cni comes from the pod's own annotation: it may name the VM, not a file, a VF,
+    an IPAM delegate or the spoof check."""
+    request = parse_request(env(), json.dumps({
+        "cniVersion": "1.0.0", "name": "n", "type": "netplug", "binding": "bridge", "prevResult": None,
+        "args": {"cni": {"resolvConf": "/etc/shadow", "ipam": {"type": "host-local"}, "spoofCheck": False,
+                         "tapUid": 0, "vmName": "vm1", "mac": "02:00:00:00:00:09"}}}).encode())
+    conf = load_binding(request)
+    assert (conf.resolvConf, conf.ipam, conf.spoofCheck) == ("/etc/resolv.conf", None, True)
+    assert (conf.vmName, conf.mac) == ("vm1", "02:00:00:00:00:09")
