@@ -9,6 +9,8 @@ May import: netplug.model, netplug.bindings, netplug.errors.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass, field
 
@@ -106,3 +108,21 @@ def sriov_pci_addresses(vmi: VirtualMachineInstance, statuses: list[NetworkStatu
         used.add(pci)
         found[iface.name] = pci
     return found
+
+
+def nocloud_files(vmi: VirtualMachineInstance, volume: dict) -> dict[str, bytes]:
+    """The files of a cloud-init NoCloud seed for a `cloudInitNoCloud` volume: user-data,
+    meta-data (instance id and host name) and, when given, network-config."""
+    source = volume.get("cloudInitNoCloud") or {}
+    files = {"meta-data": (f"instance-id: {vmi.metadata.uid or vmi.metadata.namespace + '-' + vmi.metadata.name}\n"
+                           f"local-hostname: {vmi.metadata.name}\n").encode()}
+    for key, name in (("userData", "user-data"), ("networkData", "network-config")):
+        if source.get(key) is not None:
+            files[name] = str(source[key]).encode()
+        elif source.get(key + "Base64") is not None:
+            try:
+                files[name] = base64.b64decode(source[key + "Base64"], validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidConfig(f"volumes[{volume.get('name')}].cloudInitNoCloud.{key}Base64: not base64") from None
+    files.setdefault("user-data", b"")
+    return files

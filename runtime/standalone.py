@@ -29,7 +29,7 @@ import yaml
 
 from netplug import naming
 from netplug.errors import InvalidConfig, NetplugError
-from netplug.guest import pod_interface_of
+from netplug.guest import nocloud_files, pod_interface_of
 from netplug.model.multus import NetworkAttachmentDefinition, render_network_status
 from netplug.model.vm import VirtualMachineInstance, vmi_from_document
 from netplug.ops import link, netns, nft
@@ -39,6 +39,7 @@ from runtime.agent.store import Store
 from runtime.cnirt import Attachment, CNIRuntime
 from runtime.install import install_shim
 from runtime.multus import Delegate, Multus, PodSandbox
+from runtime.seed import write_nocloud_iso
 
 REFERENCE_PLUGINS = "/usr/lib/cni"
 GUEST_DIR = os.environ.get("NETPLUG_GUEST_DIR", "/var/cache/netplug/guest")
@@ -138,6 +139,11 @@ class Standalone:
         vmi, document = load_vm(vm_file)
         nads = [NetworkAttachmentDefinition.from_document(d) for p in nad_paths for d in load_yaml_documents(p)]
         plan = plan_pod(vmi, nads, self.node)
+        for attachment in plan.attachments:  # host-local state of standalone networks stays ours
+            for plugin_conf in attachment.conflist["plugins"]:
+                ipam = plugin_conf.get("ipam")
+                if isinstance(ipam, dict) and ipam.get("type") == "host-local":
+                    ipam.setdefault("dataDir", self.node.ipam_dir)
         boot = self._boot_source(vmi, disks)
         paths = self.paths(vmi.metadata.namespace, vmi.metadata.name)
         if os.path.exists(paths.record):
@@ -171,14 +177,15 @@ class Standalone:
                 raise InvalidConfig(f'--disk {name}=...: the VM has no volume "{name}"')
             if not os.path.isabs(path) or not os.path.isfile(path):
                 raise InvalidConfig(f"--disk {name}={path}: not an absolute path to an image file")
+        seeds = {n: v for n, v in volumes.items() if "cloudInitNoCloud" in v}
         container_disks = [n for n, v in volumes.items() if "containerDisk" in v]
         if all(n in disks for n in container_disks) and disks:
-            return {"disks": disks}
+            return {"disks": disks, "seeds": sorted(seeds)}
         kernel, initrd = os.path.join(GUEST_DIR, "vmlinuz"), os.path.join(GUEST_DIR, "initramfs.cpio.gz")
         if not (os.path.isfile(kernel) and os.path.isfile(initrd)):
             raise InvalidConfig(f"containerDisk {container_disks} cannot be pulled here: give --disk NAME=PATH, "
                                 f"or build the test guest (scripts/build-guest) into {GUEST_DIR}")
-        return {"kernel": kernel, "initrd": initrd, "testGuest": True}
+        return {"kernel": kernel, "initrd": initrd, "testGuest": True, "seeds": sorted(seeds)}
 
     def _bring_up(self, vmi: VirtualMachineInstance, plan, record: dict, paths: VmPaths) -> dict:
         started = time.monotonic()
@@ -222,6 +229,11 @@ class Standalone:
                      f"console=ttyS0 panic=-1 quiet {extra} e2e.serve=8080 e2e.hold=forever"]
         for volume, path in (boot.get("disks") or {}).items():
             argv += ["--disk", f"{volume}={path}"]
+        for volume in boot.get("seeds", []):  # cloudInitNoCloud: a NoCloud seed disk
+            seed = write_nocloud_iso(os.path.join(paths.root, f"{volume}.iso"),
+                                     nocloud_files(vmi, next(v for v in vmi.spec.volumes if v.get("name") == volume)))
+            argv += ["--disk", f"{volume}={seed}"]
+            step(f"cloud-init NoCloud seed for volume {volume}: {seed}")
         os.makedirs(paths.launcher, mode=0o700, exist_ok=True)
         log = open(os.path.join(paths.root, "launcher.log"), "a")
         launcher = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,

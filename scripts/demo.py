@@ -1,16 +1,14 @@
 #!/usr/bin/env python3
-"""The demo: KubeVirt's testvm (manifests/examples/testvm.yaml) booted behind netplug's
-masquerade binding, inside private network namespaces (nothing on the host changes).
+"""The demo: `netplug up` of KubeVirt's testvm with a masquerade interface on the pod network
+and a bridge interface on a secondary network ("blue"), on this machine, as a user runs it —
+inside private network namespaces, so nothing on the host changes.
 
-  1. a "pod" netns gets eth0 from the reference bridge + host-local plugins (as a primary CNI
-     would), then netplug's masquerade binding chained after them, through the real
-     cni/netplug shim and a running netplug agent;
-  2. `netplug launch` boots the VM in that pod with libvirt + QEMU. containerDisk images cannot
-     be pulled here, so the project's test guest boots instead (scripts/build-guest); it runs
-     DHCP, pings an "outside" host and serves TCP on port 8080;
-  3. the outside host reaches the VM through the pod IP (all ports are forwarded: the YAML
-     lists none);
-  4. the VM is stopped, CNI DEL removes everything.
+It shows: `netplug up`'s progress (sandbox, CNI chains, launcher, the guest's leases), the
+guest's serial console (DHCP on both NICs, a ping to an "outside" host through the NAT), a
+request from the outside host to the forwarded port on the pod IP, a neighbour on the blue
+network reaching the VM on its blue address, `netplug get vms`, `netplug doctor`, and
+`netplug down`. containerDisk images cannot be pulled here: the project's test guest boots
+(`up` says so).
 
 Run it with ./scripts/demo (which sets the machine up and builds the guest first).
 """
@@ -26,125 +24,82 @@ import sys
 import tempfile
 import time
 
-import yaml
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from runtime.install import install_shim  # noqa: E402
-from tests.support.cnirt import Runtime  # noqa: E402
-from tests.support.topology import Netns, in_isolated_world, sh, tcp_request, unique, veth  # noqa: E402
+from tests.support.topology import Netns, in_isolated_world, sh, tcp_request, veth  # noqa: E402
 
-VM_YAML = os.path.join(REPO, "manifests", "examples", "testvm.yaml")
-
-
-def step(text: str) -> None:
-    print(f"\n== {text}", flush=True)
+VM = os.path.join(REPO, "manifests", "examples", "testvm-secondary.yaml")
+NAD = os.path.join(REPO, "manifests", "examples", "nad-blue.yaml")
+OUTSIDE = "192.0.2.10"
 
 
-def wait_serial(path: str, pattern: str, launcher: subprocess.Popen, timeout: float = 120) -> re.Match | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and launcher.poll() is None:
-        text = open(path, errors="replace").read() if os.path.exists(path) else ""
-        match = re.search(pattern, text)
-        if match:
-            return match
-        time.sleep(0.1)
-    return None
+def netplug(*args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    print(f"\n$ netplug {' '.join(args)}", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=REPO, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    print(proc.stdout, end="", flush=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"netplug {args[0]} failed ({proc.returncode})")
+    return proc
 
 
 def main() -> int:
-    guest = os.environ.get("NETPLUG_GUEST_DIR", "/var/cache/netplug/guest")
     if not in_isolated_world():
         return subprocess.call([os.path.join(REPO, "scripts", "isolated"), sys.executable, *sys.argv])
     work = tempfile.mkdtemp(prefix="netplug-demo-")
-    bin_dir, state, sock = f"{work}/bin", f"{work}/state", f"{work}/agent.sock"
-    install_shim(bin_dir, sys.executable)
-    agent = subprocess.Popen([sys.executable, "-m", "runtime.cli", "agent", "--socket", sock,
-                              "--state-dir", state, "--log-level", "WARNING"], cwd=REPO)
-    while not os.path.exists(sock):
+    env = {**os.environ, "NETPLUG_STATE_DIR": f"{work}/state", "NETPLUG_AGENT_SOCKET": f"{work}/agent.sock",
+           "NETPLUG_TEST_GUEST_ARGS": f"e2e.ping={OUTSIDE}"}
+    agent = subprocess.Popen([sys.executable, "-m", "runtime.cli", "agent", "--socket", env["NETPLUG_AGENT_SOCKET"],
+                              "--state-dir", env["NETPLUG_STATE_DIR"], "--log-level", "WARNING"], cwd=REPO)
+    while not os.path.exists(env["NETPLUG_AGENT_SOCKET"]):
         time.sleep(0.02)
-    runtime = Runtime([bin_dir, "/usr/lib/cni"], {"NETPLUG_AGENT_SOCKET": sock, "NETPLUG_STATE_DIR": state})
-    pod, world = Netns.create("demopod"), Netns.create("demoout")
-    node_bridge, node_uplink = unique("demobr"), unique("demoup")
-    resolv = f"{work}/resolv.conf"
-    with open(resolv, "w") as f:
-        f.write("nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n")
-    conflist = {"cniVersion": "1.0.0", "name": "podnet", "plugins": [
-        {"type": "bridge", "bridge": node_bridge, "isDefaultGateway": True,
-         "ipam": {"type": "host-local", "subnet": "10.244.1.0/24", "dataDir": f"{work}/ipam"}},
-        {"type": "netplug", "binding": "masquerade", "vmInterface": "default", "resolvConf": resolv},
-    ]}
-    ids = {"container_id": "demo-testvm", "netns": pod.path, "ifname": "eth0",
-           "args": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=virt-launcher-testvm"}
-    launcher = None
-    result = None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below runs
+    world, neighbour = Netns.create("demoout"), Netns.create("demonb")
+    up = False
     ok = False
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below still runs
     try:
-        veth(None, node_uplink, world, "ext0")
-        sh("ip", "addr", "add", "192.0.2.1/24", "dev", node_uplink)
-        world.ip("addr", "add", "192.0.2.10/24", "dev", "ext0")
+        # the "outside": a host behind this machine's uplink
+        veth(None, "demoup", world, "ext0")
+        sh("ip", "addr", "add", "192.0.2.1/24", "dev", "demoup")
+        world.ip("addr", "add", f"{OUTSIDE}/24", "dev", "ext0")
         world.ip("route", "add", "default", "via", "192.0.2.1")
-        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-            f.write("1")
 
-        step("CNI ADD: bridge + host-local (eth0), then netplug masquerade (chained)")
-        result = runtime.add(conflist, **ids)
-        print(json.dumps(result, indent=2))
-        pod_ip = result["ips"][0]["address"].split("/")[0]
-        step("inside the pod")
-        print(pod.exec("ip", "-br", "addr").stdout)
+        up = netplug("up", VM, "--nad", NAD, env=env).returncode == 0
+        console = netplug("console", "testvm", env=env).stdout
+        for line in console.splitlines():
+            if re.match(r"E2E: (DHCP-OK|PING-)", line):
+                print(f"  guest: {line}")
+        vmi = json.loads(netplug("get", "vmis", "-o", "json", env=env).stdout)["items"][0]
+        addresses = {i["name"]: i.get("ipAddress") for i in vmi["status"]["interfaces"]}
 
-        step(f"netplug launch {os.path.relpath(VM_YAML, REPO)} (containerDisk cannot be pulled here: "
-             "the project's test guest boots instead, with 128Mi instead of 64M: its Debian kernel needs ~80)")
-        with open(VM_YAML) as f:
-            document = yaml.safe_load(f)
-        document["spec"]["template"]["spec"]["domain"]["resources"]["requests"]["memory"] = "128Mi"
-        vm_yaml = f"{work}/testvm.yaml"
-        with open(vm_yaml, "w") as f:
-            yaml.safe_dump(document, f)
-        vm_dir = f"{work}/vm"
-        log = open(f"{work}/launcher.log", "w")
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "launch", vm_yaml, "--netns", pod.path, "--state-dir", vm_dir,
-             "--kernel", f"{guest}/vmlinuz", "--initrd", f"{guest}/initramfs.cpio.gz",
-             "--cmdline", "console=ttyS0 panic=-1 quiet e2e.ping=192.0.2.10 e2e.serve=8080 e2e.hold=forever"],
-            stdout=log, stderr=log, cwd=REPO)
-        serial = f"{vm_dir}/serial.log"
-        started = time.monotonic()
-        for pattern in (r"E2E: DHCP-OK .*", r"E2E: PING-(OK|FAIL) .*", r"E2E: SERVING .*"):
-            line = wait_serial(serial, pattern, launcher)
-            print(f"  [{time.monotonic() - started:5.1f} s] guest: {line.group(0) if line else 'nothing (see ' + serial + ')'}")
-        status = json.load(open(f"{vm_dir}/status.json"))
-        print("  status: " + json.dumps({k: status[k] for k in ("phase", "interfaces") if k in status}))
+        print(f"\n== the outside host ({OUTSIDE}) connects to the pod IP {addresses['default']}:8080 (forwarded)")
+        print("  the VM answered: " + (tcp_request(world, addresses["default"], 8080, timeout=5) or "nothing").strip())
 
-        step(f"the outside host connects to the pod IP {pod_ip}:8080, forwarded to the VM")
-        answer = (tcp_request(world, pod_ip, 8080, timeout=5) or "nothing").strip()
-        print("  VM answered: " + answer)
+        # a neighbour on the blue network (a plain pod on blue0) reaches the VM on its blue address
+        veth(None, "demonbx", neighbour, "eth0")
+        sh("ip", "link", "set", "demonbx", "master", "blue0")
+        neighbour.ip("addr", "add", "192.168.77.200/24", "dev", "eth0")
+        print(f"\n== a neighbour on the blue network connects to the VM's blue address {addresses['blue']}:8080")
+        blue = tcp_request(neighbour, addresses["blue"], 8080, timeout=5) or "nothing"
+        print("  the VM answered: " + blue.strip())
 
-        step("stop the VM, CNI DEL")
-        launcher.terminate()
-        launcher.wait(timeout=60)
-        runtime.delete(conflist, result, **ids)
-        result = None
-        print("  pod links after DEL: " + " ".join(pod.links()))
-        text = open(serial, errors="replace").read()
-        ok = "DHCP-OK iface=eth0 ip=10.0.2.2" in text and "PING-OK" in text and answer.startswith("hello")
-        print("\ndemo " + ("OK" if ok else f"FAILED (launcher log: {work}/launcher.log)"))
-        return 0 if ok else 1
+        netplug("get", "vms", env=env)
+        doctor = netplug("doctor", "testvm", env=env, check=False)
+        ok = ("DHCP-OK iface=eth0 ip=10.0.2.2" in console and f"PING-OK target={OUTSIDE}" in console
+              and "DHCP-OK iface=eth1 ip=192.168.77." in console and blue.startswith("hello")
+              and doctor.returncode == 0)
     finally:
-        if launcher is not None and launcher.poll() is None:
-            launcher.terminate()
-            launcher.wait(timeout=60)
-        if result is not None:  # interrupted before DEL
-            runtime.delete(conflist, result, **ids)
+        if up:
+            netplug("down", "testvm", env=env, check=False)
         agent.terminate()
         agent.wait()
-        for ns in (pod, world):
+        for ns in (world, neighbour):
             ns.delete()
-        sh("ip", "link", "del", node_bridge, check=False)
-        sh("ip", "link", "del", node_uplink, check=False)
+        for link in ("demoup", "netplug0", "blue0"):
+            sh("ip", "link", "del", link, check=False)
+    print("\ndemo " + ("OK" if ok else f"FAILED (state and logs: {work})"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

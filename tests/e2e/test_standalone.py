@@ -62,6 +62,9 @@ def test_up_get_console_down(cli, tmp_path):
     assert "E2E: DHCP-OK iface=eth0 ip=10.0.2.2" in console and "E2E: PING-OK target=10.89.0.1" in console
     assert "hello" in (_connect(pod_ip, 8080) or "")  # forwarded to the guest
 
+    domain_xml = (tmp_path / "state" / "vms" / "default_testvm" / "launcher" / "domain.xml").read_text()
+    assert "default_testvm/cloudinitdisk.iso" in domain_xml  # the cloudInitNoCloud volume's seed disk
+
     described = cli("describe", "vm", "testvm").stdout
     for expected in ("Status:      Running", "binding masquerade", "tap0", "k6t-eth0", "DHCP lease: 10.0.2.2",
                      "masquerade", "dnat to 10.0.2.2", "Events:", "VM phase Running"):
