@@ -13,15 +13,13 @@ May import: netplug.model, netplug.naming, netplug.errors.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from netplug import naming
+from netplug.admission import review
 from netplug.errors import InvalidConfig
 from netplug.model.multus import NetworkAttachmentDefinition, NetworkSelectionElement
 from netplug.model.vm import Interface, Network, VirtualMachineInstance
-
-_IFACE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass
@@ -80,37 +78,10 @@ def _binding_entry(vmi: VirtualMachineInstance, iface: Interface, network: Netwo
 
 
 def validate_networks(vmi: VirtualMachineInstance) -> None:
-    """KubeVirt's admission rules for interfaces and networks (kubevirt-network notes §1.4)."""
-    interfaces = vmi.spec.domain.devices.interfaces
-    networks = vmi.spec.networks
-    where = "spec.template.spec" if vmi.kind == "VirtualMachine" else "spec"
-    for n, net in enumerate(networks):
-        if (net.pod is None) == (net.multus is None):
-            raise InvalidConfig(f"{where}.networks[{n}] ({net.name}): needs exactly one of pod, multus")
-    names = [n.name for n in networks]
-    if len(set(names)) != len(names):
-        raise InvalidConfig(f"{where}.networks: names must be unique, got {names}")
-    if sum(1 for n in networks if n.pod is not None or (n.multus and n.multus.default)) > 1:
-        raise InvalidConfig(f"{where}.networks: at most one pod network (or Multus default network)")
-    iface_names = [i.name for i in interfaces]
-    if len(set(iface_names)) != len(iface_names):
-        raise InvalidConfig(f"{where}.domain.devices.interfaces: names must be unique, got {iface_names}")
-    for n, iface in enumerate(interfaces):
-        path = f"{where}.domain.devices.interfaces[{n}]"
-        if not _IFACE_NAME.match(iface.name):
-            raise InvalidConfig(f'{path}.name: "{iface.name}" may only hold letters, digits, - and _')
-        if iface.binding is None:
-            raise InvalidConfig(f"{path} ({iface.name}): needs exactly one binding of masquerade, bridge, sriov")
-        network = vmi.network(iface.name)
-        if network is None:
-            raise InvalidConfig(f'{path}.name: no network named "{iface.name}" in {where}.networks')
-        if iface.binding == "masquerade" and network.pod is None:
-            raise InvalidConfig(f"{path} ({iface.name}): masquerade is only allowed on the pod network")
-        if iface.binding == "sriov" and network.multus is None:
-            raise InvalidConfig(f"{path} ({iface.name}): sriov needs a Multus network")
-    for name in names:
-        if name not in iface_names:
-            raise InvalidConfig(f'{where}.networks: network "{name}" has no interface of that name')
+    """KubeVirt's admission rules (netplug.admission): the first broken one, naming the field."""
+    denials = review(vmi, "spec.template.spec" if vmi.kind == "VirtualMachine" else "spec")
+    if denials:
+        raise InvalidConfig(str(denials[0]))
 
 
 def plan_pod(vmi: VirtualMachineInstance, nads: list[NetworkAttachmentDefinition], node: NodeNetwork) -> PodPlan:

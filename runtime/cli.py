@@ -9,6 +9,7 @@
     netplug console NAME  the VM's serial console log
     netplug describe vm NAME   interfaces, links, leases, NAT, events
     netplug doctor NAME   check the VM's network path hop by hop
+    netplug webhook       the validating admission webhook (AdmissionReview over HTTPS)
     netplug render cni|domain|pod FILE   what a VM would get, offline
 """
 
@@ -116,6 +117,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from runtime import logs
+    from runtime.webhook import WebhookServer
+
+    logs.setup("INFO")
+    server = WebhookServer((args.address, args.port), args.cert, args.key)
+    server.serve_forever()
+    return 0
+
+
 def cmd_console(args: argparse.Namespace) -> int:
     print(_standalone(args).console(args.name), end="")
     return 0
@@ -218,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("name")
     doctor.add_argument("--svg", metavar="FILE", help="also draw the path as SVG")
     doctor.set_defaults(func=cmd_doctor)
+    webhook = sub.add_parser("webhook", help="serve the validating admission webhook (HTTPS)")
+    webhook.add_argument("--cert", required=True)
+    webhook.add_argument("--key", required=True)
+    webhook.add_argument("--address", default="0.0.0.0")
+    webhook.add_argument("--port", type=int, default=8443)
+    webhook.set_defaults(func=cmd_webhook)
     console = sub.add_parser("console", help="print the VM's serial console log")
     console.add_argument("name")
     console.set_defaults(func=cmd_console)
