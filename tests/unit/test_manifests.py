@@ -1,0 +1,96 @@
+"""The deployment manifests: kustomize renders them, every object is valid for a current
+Kubernetes, the CRDs are structural and generated, and the example VMs fit the CRD schemas."""
+
+from __future__ import annotations
+
+import copy
+import runpy
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[2]
+MANIFESTS = ROOT / "manifests"
+CRDS = yaml.safe_load_all((MANIFESTS / "base" / "crds.yaml").read_text())
+SCHEMAS = {c["spec"]["names"]["kind"]: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"] for c in CRDS}
+EXAMPLES = sorted((MANIFESTS / "examples").glob("testvm*.yaml"))
+
+
+def test_crds_are_what_the_generator_writes() -> None:
+    render = runpy.run_path(str(ROOT / "scripts" / "gen-crds"))["render"]
+    assert render() == (MANIFESTS / "base" / "crds.yaml").read_text(), "run scripts/gen-crds"
+
+
+def _structural(node: dict, path: str) -> list[str]:
+    """The structural-schema rules apiextensions enforces that a hand edit breaks most often."""
+    problems = []
+    if "type" not in node and not node.get("x-kubernetes-int-or-string"):
+        problems.append(f"{path}: no type")
+    if node.get("type") == "object" and "additionalProperties" in node and "properties" in node:
+        problems.append(f"{path}: properties and additionalProperties together")
+    for name, child in (node.get("properties") or {}).items():
+        problems += _structural(child, f"{path}.{name}")
+    if "items" in node:
+        problems += _structural(node["items"], f"{path}[]")
+    return problems
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEMAS))
+def test_crds_are_structural_with_kubevirts_columns(kind: str) -> None:
+    assert _structural(SCHEMAS[kind], kind) == []
+    crd = next(c for c in yaml.safe_load_all((MANIFESTS / "base" / "crds.yaml").read_text())
+               if c["spec"]["names"]["kind"] == kind)
+    columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
+    assert columns == (["Age", "Status", "Ready"] if kind == "VirtualMachine" else ["Age", "Phase", "IP", "NodeName", "Ready"])
+    assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
+def test_examples_fit_the_crd_schema(example: Path) -> None:
+    document = yaml.safe_load(example.read_text())
+    jsonschema.validate(document, SCHEMAS[document["kind"]])
+
+
+@pytest.mark.parametrize("break_it, text", [
+    (lambda i: i.update(ports=[{"port": 0}]), "0 is less than the minimum"),
+    (lambda i: i.update(model="virtio9000"), "is not one of"),
+    (lambda i: i.update(pciAddress="0000:81:01.10"), "does not match"),
+])
+def test_the_schema_refuses_bad_network_fields(break_it, text: str) -> None:
+    document = copy.deepcopy(yaml.safe_load((MANIFESTS / "examples" / "testvm.yaml").read_text()))
+    break_it(document["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][0])
+    with pytest.raises(jsonschema.ValidationError, match=text):
+        jsonschema.validate(document, SCHEMAS["VirtualMachine"])
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (Debian package kubernetes-client; scripts/setup installs it)")
+    out = subprocess.run([kubectl, "kustomize", str(MANIFESTS)], capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_kustomize_renders_everything(rendered: list[dict]) -> None:
+    kinds = sorted(d["kind"] for d in rendered)
+    assert kinds == sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
+                            "DaemonSet", "ServiceAccount", "Deployment", "Service", "ValidatingWebhookConfiguration"])
+
+
+def test_every_object_is_valid_kubernetes(rendered: list[dict]) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    version = kubernetes_validate.latest_version()
+    for document in rendered:
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_validation_can_fail() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "two"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, kubernetes_validate.latest_version(), strict=True)
