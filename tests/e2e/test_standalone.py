@@ -127,3 +127,21 @@ def test_down_cleans_up_after_a_killed_up(cli, tmp_path):
     assert cli("get", "vms").stdout.count("testvm") == 1
     assert cli("down", "testvm").returncode == 0
     _nothing_left(str(tmp_path / "state"))
+
+
+def test_two_ups_at_once_do_not_collide(cli, tmp_path):
+    second = tmp_path / "testvm2.yaml"
+    second.write_text(open(TESTVM).read().replace("name: testvm", "name: testvm2"))
+    procs = [subprocess.Popen([sys.executable, "-m", "runtime.cli", "up", path], cwd=REPO, env=cli.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for path in (TESTVM, str(second))]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    rows = {line.split()[0]: line.split()[2:] for line in cli("get", "vms").stdout.splitlines()[1:]}
+    assert rows == {"testvm": ["Running", "true"], "testvm2": ["Running", "true"]}
+    ips = {i["ipAddress"] for item in json.loads(cli("get", "vmis", "-o", "json").stdout)["items"]
+           for i in item["status"]["interfaces"]}
+    assert len(ips) == 2  # each VM's pod has its own address
+    for name in ("testvm", "testvm2"):
+        assert cli("down", name).returncode == 0
+    _nothing_left(str(tmp_path / "state"))
