@@ -129,12 +129,7 @@ def parse_networks(text: str, default_namespace: str = "default") -> list[Networ
     if not text:
         return []
     if text.startswith(("[", "{")):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidConfig(f"{NETWORKS_ANNOTATION}: not JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(items, list):
-            raise InvalidConfig(f"{NETWORKS_ANNOTATION}: want a JSON list")
+        items = _json_list(text, NETWORKS_ANNOTATION)
         elements = []
         for n, item in enumerate(items):
             try:
@@ -183,13 +178,18 @@ class NetworkStatus(_Multus):
     device_info: DeviceInfo | None = Field(default=None, alias="device-info")
 
 
-def parse_network_status(text: str) -> list[NetworkStatus]:
+def _json_list(text: str, annotation: str) -> list:
     try:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidConfig(f"{STATUS_ANNOTATION}: not JSON ({exc.msg})") from None
+        raise InvalidConfig(f"{annotation}: not JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(items, list):
-        raise InvalidConfig(f"{STATUS_ANNOTATION}: want a JSON list")
+        raise InvalidConfig(f"{annotation}: want a JSON list")
+    return items
+
+
+def parse_network_status(text: str) -> list[NetworkStatus]:
+    items = _json_list(text, STATUS_ANNOTATION)
     statuses = []
     for n, item in enumerate(items):
         if isinstance(item, dict) and "default-route" in item:

@@ -223,6 +223,15 @@ def outside() -> Outside:
     ns.delete()
 
 
+@pytest.fixture
+def node_bridges():
+    """Names of node bridges a test's delegates create; deleted afterwards."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        sh("ip", "link", "del", name, check=False)
+
+
 @dataclass
 class Guest:
     """A guest stand-in: a veth whose far end, with the VM's MAC, is eth0 in its own netns."""

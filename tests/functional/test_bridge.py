@@ -7,13 +7,11 @@ from __future__ import annotations
 import ipaddress
 import json
 
-import pytest
-
 from netplug import naming
 from tests.functional.conftest import assert_nothing_left, attach_guest
 from tests.support.cnirt import exec_plugin
 from tests.support.spec import validate_result
-from tests.support.topology import Netns, TcpServer, dhcp_lease, sh, tcp_request, unique
+from tests.support.topology import Netns, TcpServer, dhcp_lease, tcp_request, unique
 
 VM_MAC = "52:54:00:aa:bb:01"
 BRIDGE = {"type": "netplug", "binding": "bridge", "vmInterface": "default", "mac": VM_MAC}
@@ -99,14 +97,6 @@ def test_guest_holds_the_pod_ip(netplug, pod_network, guests, tmp_path):
     finally:
         pod.delete()
         neighbour.delete()
-
-
-@pytest.fixture
-def node_bridges():
-    made: list[str] = []
-    yield made
-    for name in made:
-        sh("ip", "link", "del", name, check=False)
 
 
 def _secondary(name: str, node_bridge: str, data_dir: str | None, subnet: str | None,

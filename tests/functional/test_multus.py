@@ -41,14 +41,6 @@ def _nad(name: str, plugins: list[dict]) -> NetworkAttachmentDefinition:
     return NetworkAttachmentDefinition.from_document(yaml.safe_load(NAD_TEMPLATE.format(name=name, config=config)))
 
 
-@pytest.fixture
-def node_bridges():
-    made: list[str] = []
-    yield made
-    for name in made:
-        sh("ip", "link", "del", name, check=False)
-
-
 def test_pod_with_two_secondary_networks(netplug_agent, pod_network, pod, guests, node_bridges, tmp_path):
     red_br, green_br = unique("npred"), unique("npgrn")
     node_bridges += [red_br, green_br]
