@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from netplug import naming
 from netplug.errors import (
     DecodeFailure,
     IncompatibleVersion,
@@ -185,6 +186,12 @@ def load_binding(request: Request) -> BindingBase:
             allowed &= POD_SETTABLE
         # args and runtimeConfig may carry keys for other plugins: take only ours.
         merged.update({k: v for k, v in source.items() if k in allowed})
+    logic_network = ((config.get("args") or {}).get("cni") or {}).get("logicNetworkName")
+    if isinstance(logic_network, str) and logic_network:
+        # KubeVirt's network binding plugin: the NAD runs as its own Multus delegate (as netN)
+        # with cni-args {logicNetworkName}; the pod interface is that network's pod<h>.
+        merged.setdefault("podInterface", naming.pod_interface_for_network(logic_network))
+        merged.setdefault("vmInterface", logic_network)
     try:
         return model.model_validate(merged)
     except ValidationError as exc:

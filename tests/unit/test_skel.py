@@ -472,3 +472,14 @@ def test_a_pod_cannot_set_paths_devices_or_switches_through_cni_args() -> None:
     conf = load_binding(request)
     assert (conf.resolvConf, conf.ipam, conf.spoofCheck) == ("/etc/resolv.conf", None, True)
     assert (conf.vmName, conf.mac) == ("vm1", "02:00:00:00:00:09")
+
+
+def test_kubevirt_binding_plugin_cni_args_pick_the_logical_networks_pod_interface() -> None:
+    """Registered as a KubeVirt binding plugin, netplug runs as its own delegate (CNI_IFNAME
+    net2) with cni-args {logicNetworkName}: it binds that network's pod<h>, not net2."""
+    config = {"cniVersion": "1.0.0", "name": "netplug-bridge", "type": "netplug", "binding": "bridge",
+              "args": {"cni": {"logicNetworkName": "blue"}}}
+    conf = load_binding(parse_request(env(CNI_IFNAME="net2"), json.dumps(config).encode()))
+    assert (conf.podInterface, conf.vmInterface) == ("pod16477688c0e", "blue")
+    pinned = {**config, "podInterface": "eth0"}  # a NAD for the pod network says so itself
+    assert load_binding(parse_request(env(CNI_IFNAME="net2"), json.dumps(pinned).encode())).podInterface == "eth0"
