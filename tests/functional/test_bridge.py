@@ -218,3 +218,28 @@ def test_spoof_guard(netplug, pod_network, guests, tmp_path):
     finally:
         for pod in [*pods.values(), neighbour]:
             pod.delete()
+
+
+def test_as_a_kubevirt_binding_plugin_delegate(netplug_agent, node_bridges, pod, tmp_path):
+    """KubeVirt runs the plugin's NAD as its own delegate (CNI_IFNAME net2, no prevResult) with
+    cni-args {logicNetworkName}: netplug binds the logical network's pod<h> and makes tap<h>."""
+    node_bridge = unique("npkv")
+    node_bridges.append(node_bridge)
+    h, pod_if = naming.network_hash("blue"), naming.pod_interface_for_network("blue")
+    blue = {"cniVersion": "1.0.0", "name": "br-blue", "plugins": [
+        {"type": "bridge", "bridge": node_bridge,
+         "ipam": {"type": "host-local", "subnet": "10.66.0.0/24", "dataDir": str(tmp_path / "ipam")}}]}
+    netplug_agent.runtime.add(blue, container_id="ctr-kv", netns=pod.path, ifname=pod_if)
+    plugin = {"cniVersion": "1.0.0", "name": "netplug-bridge", "type": "netplug", "binding": "bridge",
+              "resolvConf": "/dev/null", "args": {"cni": {"logicNetworkName": "blue"}}}
+    run = exec_plugin(netplug_agent.shim, "ADD", plugin, container_id="ctr-kv", netns=pod.path, ifname="net2",
+                      cni_path=netplug_agent.runtime.cni_path, extra_env=netplug_agent.runtime.extra_env)
+    assert run.returncode == 0, run.stdout
+    assert {f"k6t-{h}", f"tap{h}", f"{h}-nic", pod_if} <= set(pod.links())
+    assert "net2" not in pod.links()
+    assert len(netplug_agent.services()) == 1  # pod<h> had an address: DHCP serves it to the guest
+    run = exec_plugin(netplug_agent.shim, "DEL", plugin, container_id="ctr-kv", netns=pod.path, ifname="net2",
+                      cni_path=netplug_agent.runtime.cni_path, extra_env=netplug_agent.runtime.extra_env)
+    assert run.returncode == 0
+    assert set(pod.links()) == {"lo", pod_if} and pod.links()[pod_if]["linkinfo"]["info_kind"] == "veth"
+    assert not netplug_agent.records() and not netplug_agent.services()
