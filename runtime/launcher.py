@@ -24,6 +24,7 @@ process's child and lives in its netns, so it opens the taps the CNI made (`mana
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 
 import yaml
 
@@ -117,6 +119,8 @@ class Launcher:
         self.state_dir = state_dir
         self.boot = boot
         self.stopped = threading.Event()
+        #: SIGTERM arrived (possibly before the domain existed: it is destroyed once it does)
+        self.terminating = threading.Event()
         self.stop_reason = ""
         self.status: dict = {"phase": "Scheduled", "domain": domain_name(vmi)}
         self.hypervisor: EmbeddedHypervisor | None = None
@@ -155,6 +159,7 @@ class Launcher:
         self.stopped.set()
 
     def stop(self) -> None:
+        self.terminating.set()
         if self.hypervisor is not None and self.dom is not None and not self.stopped.is_set():
             log.info("destroying the domain")
             self.hypervisor.destroy(self.dom)
@@ -208,7 +213,8 @@ class Launcher:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            server.bind(path)
+            with _socket_path(self.state_dir, "control.sock") as short:
+                server.bind(short)
         finally:
             os.umask(old)
         server.listen(4)
@@ -233,11 +239,22 @@ class Launcher:
         threading.Thread(target=loop, name="control", daemon=True).start()
 
 
+@contextlib.contextmanager
+def _socket_path(directory: str, name: str) -> Iterator[str]:
+    """A path to `directory/name` short enough for a unix socket address (108 bytes), however
+    deep the state dir is: through an open descriptor of the directory."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{name}"
+    finally:
+        os.close(fd)
+
+
 def control_request(state_dir: str, request: dict, timeout: float = 60) -> dict:
     """Send one hotplug request to a running launcher (what virt-handler does in KubeVirt)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, _socket_path(state_dir, "control.sock") as path:
         sock.settimeout(timeout)
-        sock.connect(os.path.join(state_dir, "control.sock"))
+        sock.connect(path)
         sock.sendall(json.dumps(request).encode())
         sock.shutdown(socket.SHUT_WR)
         data = b""
@@ -282,6 +299,8 @@ def run(args: argparse.Namespace) -> int:
     except NetplugError as exc:
         launcher.write_status(phase="Failed", reason=exc.msg)
         raise
+    if launcher.terminating.is_set():
+        launcher.stop()  # told to stop while the domain was being created
     while not launcher.stopped.wait(0.5):
         pass
     return launcher.finish()

@@ -250,7 +250,8 @@ class Standalone:
                 phase = status.get("phase")
                 step(f"VM phase {phase}")
             if phase in ("Failed", "Succeeded") or launcher.poll() is not None:
-                raise NetplugError(f"the VM stopped: {status.get('reason', 'see ' + paths.root + '/launcher.log')}")
+                reason = status.get("reason") or _last_line(os.path.join(paths.root, "launcher.log"))
+                raise NetplugError(f"the VM stopped: {reason}")
             if phase == "Running":
                 break
             time.sleep(0.2)
@@ -283,9 +284,11 @@ class Standalone:
         pid = record.get("launcherPid")
         if pid and _is_launcher(pid):
             os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 30
             while _is_launcher(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
+            if _is_launcher(pid):
+                os.kill(pid, signal.SIGKILL)
         for qemu in qemu_pids(f"{record['namespace']}_{record['name']}"):
             os.kill(qemu, signal.SIGKILL)  # a launcher killed by force leaves its QEMU behind
         netns_path = f"/run/netns/{record['netns']}"
@@ -417,6 +420,15 @@ def _rule_text(expr: list[dict]) -> str:
         elif "masquerade" in e:
             words.append("masquerade")
     return " ".join(words)
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+        return lines[-1][-300:] if lines else "no output"
+    except OSError:
+        return "no launcher log"
 
 
 def _first_lease(path: str) -> str | None:
