@@ -34,6 +34,7 @@ from netplug.model.multus import NetworkAttachmentDefinition, render_network_sta
 from netplug.model.vm import VirtualMachineInstance, vmi_from_document
 from netplug.ops import link, netns, nft
 from netplug.ops.libvirt import qemu_pids
+from netplug.ops.proc import live_argv
 from netplug.pod import NodeNetwork, plan_pod
 from runtime.agent.store import Store
 from runtime.cnirt import Attachment, CNIRuntime
@@ -444,14 +445,7 @@ def _first_lease(path: str) -> str | None:
 
 
 def _is_launcher(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-    except (OSError, IndexError):
-        return False
+    argv = live_argv(pid) or []
     return b"launch" in argv and b"runtime.cli" in argv
 
 

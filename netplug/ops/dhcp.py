@@ -14,6 +14,7 @@ import signal
 import subprocess
 
 from netplug.errors import ServiceError
+from netplug.ops.proc import live_argv
 
 DNSMASQ = "dnsmasq"
 
@@ -37,14 +38,8 @@ def _read_pid(pid_file: str) -> int | None:
 
 def _alive(pid: int, conf_file: str) -> bool:
     """True if `pid` is a live (not zombie) dnsmasq started with `conf_file`."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X") and os.fsencode(conf_file) in argv
+    argv = live_argv(pid)
+    return argv is not None and os.fsencode(conf_file) in argv
 
 
 def running(conf_file: str, pid_file: str) -> int | None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import libvirt
 
 from netplug.errors import HypervisorError
+from netplug.ops.proc import live_argv, pids_mentioning
 
 QEMU_CONF = """user = "root"
 group = "root"
@@ -78,20 +79,8 @@ def _live_device_change(call: Callable[[str, int], int], device_xml: str, what: 
 
 def qemu_pids(domain_name: str) -> list[int]:
     """Live QEMU processes of a domain, found by their `-name guest=<name>,` argument."""
-    needle = f"guest={domain_name},".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = f.read()
-                with open(f"/proc/{entry}/stat") as f:
-                    zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
-            except (OSError, IndexError):
-                continue
-            if needle in argv and b"qemu" in argv.split(b"\0", 1)[0] and not zombie:
-                pids.append(int(entry))
-    return pids
+    return [pid for pid in pids_mentioning(f"guest={domain_name},".encode())
+            if b"qemu" in (live_argv(pid) or [b""])[0]]
 
 
 class EmbeddedHypervisor:

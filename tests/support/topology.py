@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netplug.ops import netns as ops_netns
+from netplug.ops.proc import pids_mentioning
 
 _counter = itertools.count(1)
 
@@ -206,20 +207,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
 
 def processes_mentioning(text: str) -> list[int]:
     """Live (non-zombie) pids whose command line contains `text`."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and text.encode() in cmdline:
-            pids.append(int(entry))
-    return pids
+    return pids_mentioning(text.encode())
 
 
 def dhcp6_lease(ns: Netns, ifname: str, workdir: str, timeout: float = 20) -> str | None:
