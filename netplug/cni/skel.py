@@ -25,6 +25,7 @@ from netplug.errors import (
     InvalidEnvironment,
     UnsupportedField,
 )
+from netplug.model import first_error
 from netplug.model.cni import LATEST, SUPPORTED_VERSIONS, at_least, require_supported
 from netplug.model.netconf import BINDING_MODELS, BindingBase, validate_ifname
 
@@ -102,16 +103,22 @@ def decode_config(stdin: bytes) -> dict:
     return config
 
 
-def version_reply(stdin: bytes) -> dict:
-    """The VERSION answer; echoes the asked version when netplug supports it (spec)."""
-    asked = LATEST
+def asked_version(stdin: bytes) -> str | None:
+    """The cniVersion a config on stdin names, if it can be read at all (for VERSION and for
+    answering an error in the caller's version)."""
     try:
         config = json.loads(stdin.decode("utf-8") or "{}")
-        if isinstance(config, dict) and config.get("cniVersion") in SUPPORTED_VERSIONS:
-            asked = config["cniVersion"]
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        pass
-    return {"cniVersion": asked, "supportedVersions": list(SUPPORTED_VERSIONS)}
+        return None
+    version = config.get("cniVersion") if isinstance(config, dict) else None
+    return version if isinstance(version, str) and version else None
+
+
+def version_reply(stdin: bytes) -> dict:
+    """The VERSION answer; echoes the asked version when netplug supports it (spec)."""
+    asked = asked_version(stdin)
+    return {"cniVersion": asked if asked in SUPPORTED_VERSIONS else LATEST,
+            "supportedVersions": list(SUPPORTED_VERSIONS)}
 
 
 def parse_request(env: dict[str, str], stdin: bytes) -> Request:
@@ -199,8 +206,7 @@ def load_binding(request: Request) -> BindingBase:
 
 
 def _config_error(exc: ValidationError, merged: dict) -> InvalidConfig | UnsupportedField:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
+    where, first = first_error(exc)
     if first["type"] == "extra_forbidden":
         value = json.dumps(merged.get(first["loc"][0]))[:80] if first["loc"] else ""
         return UnsupportedField(f'config: unsupported field "{where}" (value {value})')

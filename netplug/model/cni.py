@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from netplug.errors import DecodeFailure, IncompatibleVersion
+from netplug.model import first_error
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = "1.1.0"
@@ -128,8 +129,7 @@ def parse_result(data: Any, version: str, *, field: str = "prevResult") -> Resul
     try:
         result = Result.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where, first = first_error(exc)
         raise DecodeFailure(f"{field}.{where}: {first['msg']}", details=str(exc)) from None
     for ip in result.ips:
         try:

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from netplug.errors import InvalidConfig
+from netplug.model import first_error
 from netplug.model.cni import Result
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
@@ -34,8 +35,7 @@ class _Multus(BaseModel):
 
 
 def _first_error(exc: ValidationError, prefix: str) -> InvalidConfig:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
+    where, first = first_error(exc)
     return InvalidConfig(f"{prefix}{where}: {first['msg']} (value {json.dumps(first.get('input'), default=str)[:80]})")
 
 

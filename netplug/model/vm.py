@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from netplug.errors import InvalidConfig
+from netplug.model import first_error
 from netplug.model.netconf import DhcpOptions, PortSpec
 
 BINDING_METHODS = ("masquerade", "bridge", "sriov")
@@ -144,6 +145,5 @@ def vmi_from_document(document: Any) -> VirtualMachineInstance:
             return VirtualMachineInstance(metadata=meta, spec=spec)
         return VirtualMachineInstance.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where, first = first_error(exc)
         raise InvalidConfig(f"{where}: {first['msg']}") from None

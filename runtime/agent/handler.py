@@ -64,7 +64,7 @@ class Handler:
         return self._handle(env, stdin)
 
     def _handle(self, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
-        version = _best_effort_version(stdin)
+        version = None  # the request's, once parsed; on an earlier error, what stdin names
         started = time.monotonic()
         command = env.get("CNI_COMMAND", "")
         with logs.context(command=command, containerID=env.get("CNI_CONTAINERID", ""),
@@ -79,10 +79,10 @@ class Handler:
                 return 0, (json.dumps(out) + "\n") if out is not None else ""
             except NetplugError as exc:
                 log.warning("%s failed: %s%s", command, exc.msg, f" ({exc.details})" if exc.details else "")
-                return 1, json.dumps(exc.to_cni(version)) + "\n"
+                return 1, json.dumps(exc.to_cni(version or skel.asked_version(stdin) or LATEST)) + "\n"
             except Exception as exc:
                 log.exception("%s failed unexpectedly", command)
-                error = {"cniVersion": version, "code": 999,
+                error = {"cniVersion": version or skel.asked_version(stdin) or LATEST, "code": 999,
                          "msg": f"netplug internal error: {type(exc).__name__}: {exc}"[:500]}
                 return 1, json.dumps(error) + "\n"
 
@@ -300,14 +300,6 @@ class Handler:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _best_effort_version(stdin: bytes) -> str:
-    try:
-        version = json.loads(stdin.decode("utf-8")).get("cniVersion")
-        return version if isinstance(version, str) and version else LATEST
-    except Exception:
-        return LATEST
 
 
 def _observe(netns_path: str, pod_ifname: str) -> tuple[PodInterface, dict[str, str]]:
