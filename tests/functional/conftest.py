@@ -239,6 +239,13 @@ class Guest:
     ns: Netns
     port: str
     mac: str
+    pod: Netns
+
+    def remove(self) -> None:
+        """Delete the pod-side port first: deleting a veth is synchronous, while a deleted
+        netns takes its end of the pair with it only later, in the kernel's cleanup work."""
+        self.pod.ip("link", "del", self.port, check=False)
+        self.ns.delete()
 
 
 def attach_guest(pod: Netns, bridge: str, mac: str = "52:54:00:12:34:56", *, as_tap: str | None = None) -> Guest:
@@ -251,7 +258,7 @@ def attach_guest(pod: Netns, bridge: str, mac: str = "52:54:00:12:34:56", *, as_
     port = as_tap or unique("npg")
     veth(pod, port, ns, "eth0", b_mac=mac)
     pod.ip("link", "set", port, "master", bridge)
-    return Guest(ns=ns, port=port, mac=mac)
+    return Guest(ns=ns, port=port, mac=mac, pod=pod)
 
 
 @pytest.fixture
@@ -259,7 +266,7 @@ def guests() -> list[Guest]:
     made: list[Guest] = []
     yield made
     for guest in made:
-        guest.ns.delete()
+        guest.remove()
 
 
 def assert_nothing_left(np: Netplug, pod: Netns, *, keep: tuple[str, ...] = ("lo", "eth0")) -> None:

@@ -83,7 +83,7 @@ def test_guest_holds_the_pod_ip(netplug, pod_network, guests, tmp_path):
 
         run = _netplug(netplug, "DEL", conflist, result, **ids)
         assert run.returncode == 0, run.stdout
-        guest.ns.delete()
+        guest.remove()
         # the pod interface is back as the reference bridge plugin made it
         links = pod.links()
         assert set(links) == {"lo", "eth0"}
@@ -164,7 +164,7 @@ def test_secondary_networks_isolate_guests(netplug_agent, node_bridges, guests, 
         for net, result, ids in reversed(attached):
             netplug_agent.runtime.delete(net, result, **ids)
         for guest in guests:
-            guest.ns.delete()
+            guest.remove()
         guests.clear()
         for pod in pods:
             assert_nothing_left(netplug_agent, pod, keep=("lo",))

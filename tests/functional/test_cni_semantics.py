@@ -135,7 +135,7 @@ def test_ipam_gives_the_vm_its_address(netplug, pod, guests, tmp_path):
 
     assert _run(netplug, "DEL", {**config, "prevResult": result}, pod).returncode == 0
     assert "10.77.0.10" not in os.listdir(os.path.join(data_dir, "vmnet"))
-    guest.ns.delete()
+    guest.remove()
     assert_nothing_left(netplug, pod)
 
 
@@ -190,7 +190,7 @@ def test_agent_restart_brings_dhcp_back(netplug_agent, pod, guests, tmp_path):
     guests.append(guest)
     assert dhcp_lease(guest.ns, "eth0", str(tmp_path))["ip"] == "10.0.2.2"
     assert _run(netplug_agent, "DEL", config, pod).returncode == 0
-    guest.ns.delete()
+    guest.remove()
     assert_nothing_left(netplug_agent, pod)
 
 

@@ -63,6 +63,6 @@ def test_guest_gets_ipv6_address_and_default_route(netplug_agent, pod_network, p
         web.close()
 
     netplug_agent.runtime.delete(conflist, result, **ids)
-    guest.ns.delete()
+    guest.remove()
     assert_nothing_left(netplug_agent, pod, keep=("lo",))
     assert pod.sysctl("net/ipv6/conf/all/forwarding") == "0"

@@ -78,7 +78,7 @@ def test_guest_gets_lease_and_reaches_the_world(netplug, pod_network, pod, outsi
 
     eth0_before = (links["eth0"]["address"], pod.addresses("eth0"))
     netplug.runtime.delete(conflist, result, **ids)
-    guest.ns.delete()
+    guest.remove()
     assert_nothing_left(netplug, pod)
     assert pod_network.allocations() == []
     links_after = pod.links()
@@ -106,7 +106,7 @@ def test_all_ports_forwarded_when_none_listed(netplug, pod_network, pod, outside
         for server in servers:
             server.close()
     netplug.runtime.delete(conflist, result, **ids)
-    guest.ns.delete()
+    guest.remove()
     assert_nothing_left(netplug, pod, keep=("lo",))
 
 

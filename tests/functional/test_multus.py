@@ -85,7 +85,7 @@ def test_pod_with_two_secondary_networks(netplug_agent, pod_network, pod, guests
     assert len(netplug_agent.services()) == 2  # the pod network and red; green is pure L2
 
     multus.detach(delegates)
-    red_guest.ns.delete()
+    red_guest.remove()
     guests.clear()
     assert set(pod.links()) == {"lo"}
     assert not pod.nft_ruleset() and not netplug_agent.services() and not netplug_agent.records()
