@@ -19,14 +19,6 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from tests.functional.conftest import (  # noqa: F401  (fixtures re-used by e2e tests)
-    Netplug,
-    guests,
-    netplug_agent,
-    outside,
-    pod,
-    pod_network,
-)
 from tests.support.topology import Netns, processes_mentioning
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -123,5 +115,3 @@ def launcher(tmp_path, guest_image) -> Launcher:
     yield runner
     runner.stop_all()
 
-
-__all__ = ["Netplug", "guests", "netplug_agent", "outside", "pod", "pod_network"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from netplug import naming
 from tests.e2e.conftest import vm_document
-from tests.functional.conftest import assert_nothing_left
+from tests.support.fixtures import assert_nothing_left
 from tests.support.topology import Netns, TcpServer, processes_mentioning, sh, unique
 
 

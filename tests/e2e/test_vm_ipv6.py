@@ -5,7 +5,7 @@ and it reaches an IPv6 server outside through NAT66."""
 from __future__ import annotations
 
 from tests.e2e.conftest import vm_document
-from tests.functional.conftest import assert_nothing_left
+from tests.support.fixtures import assert_nothing_left
 
 
 def test_vm_gets_ipv6_address_and_default_route(netplug_agent, pod_network, pod, outside, launcher):

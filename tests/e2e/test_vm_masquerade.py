@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.e2e.conftest import vm_document
-from tests.functional.conftest import assert_nothing_left
+from tests.support.fixtures import assert_nothing_left
 from tests.support.topology import processes_mentioning, tcp_request
 
 

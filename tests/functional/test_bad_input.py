@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.functional.conftest import primary_by_hand
 from tests.support.cnirt import exec_plugin
+from tests.support.fixtures import primary_by_hand
 from tests.support.spec import validate_error
 
 GOOD = {"cniVersion": "1.0.0", "name": "podnet", "type": "netplug", "binding": "masquerade"}

@@ -8,8 +8,8 @@ import ipaddress
 import json
 
 from netplug import naming
-from tests.functional.conftest import assert_nothing_left, attach_guest
 from tests.support.cnirt import exec_plugin
+from tests.support.fixtures import assert_nothing_left, attach_guest
 from tests.support.spec import validate_result
 from tests.support.topology import Netns, TcpServer, dhcp_lease, tcp_request, unique
 

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from tests.functional.conftest import assert_nothing_left, attach_guest, primary_by_hand
 from tests.support.cnirt import PluginError, exec_plugin
+from tests.support.fixtures import assert_nothing_left, attach_guest, primary_by_hand
 from tests.support.spec import validate_error, validate_result
 from tests.support.topology import Netns, dhcp_lease
 

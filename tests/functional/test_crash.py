@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from tests.functional.conftest import assert_nothing_left, primary_by_hand
 from tests.support.cnirt import exec_plugin
+from tests.support.fixtures import assert_nothing_left, primary_by_hand
 
 STEPS = ["state", "ipam", "plan", "link:k6t-eth0", "link:tap0", "sysctls", "nft:ip", "dhcp", "done"]
 

@@ -10,7 +10,7 @@ import ipaddress
 
 import pytest
 
-from tests.functional.conftest import assert_nothing_left, attach_guest
+from tests.support.fixtures import assert_nothing_left, attach_guest
 from tests.support.spec import validate_result
 from tests.support.topology import TcpServer, dhcp_lease, tcp_request
 

@@ -22,7 +22,7 @@ from netplug.model.multus import (
 )
 from runtime.cnirt import CNIRuntime
 from runtime.multus import Multus, PodSandbox
-from tests.functional.conftest import attach_guest
+from tests.support.fixtures import attach_guest
 from tests.support.topology import dhcp_lease, sh, unique
 
 NAD_TEMPLATE = """

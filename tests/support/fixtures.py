@@ -1,7 +1,8 @@
-"""Fixtures for tests against the real kernel, the real CNI shim and the reference plugins.
+"""Fixtures for tests against the real kernel, the real CNI shim and the reference plugins,
+shared by the functional, reliability and end-to-end suites (tests/conftest.py loads them).
 
 These tests need root and an isolated node netns: `scripts/test` runs pytest under
-`unshare --net --mount`. Outside that, they are skipped with that reason.
+`unshare --net --mount`. Outside that, they are skipped with that reason (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -18,24 +19,10 @@ import pytest
 
 from runtime.install import install_shim
 from tests.support.cnirt import Runtime
-from tests.support.topology import Netns, in_isolated_world, processes_mentioning, sh, unique, veth
+from tests.support.topology import Netns, processes_mentioning, sh, unique, veth
 
 REFERENCE_PLUGINS = "/usr/lib/cni"
 _subnets = itertools.count(1)
-
-
-def _isolated() -> bool:
-    # scripts/test runs pytest through scripts/isolated: the node netns is ours to change.
-    return os.geteuid() == 0 and in_isolated_world()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _isolated():
-        return
-    skip = pytest.mark.skip(reason="needs root in an isolated node netns: run ./scripts/test")
-    for item in items:
-        if "functional" in str(item.fspath) or "e2e" in str(item.fspath):
-            item.add_marker(skip)
 
 
 @dataclass
