@@ -203,6 +203,16 @@ def test_agent_that_does_not_answer_in_time_is_code_11(tmp_path: Path, sock_path
     assert "did not answer within 1 s" in error["msg"]
 
 
+@pytest.mark.parametrize("timeout", ["nan", "inf", "1e999", "-1", "0", "abc", ""])
+def test_a_timeout_that_is_not_a_positive_number_is_the_default(tmp_path: Path, sock_path: Path,
+                                                                timeout: str) -> None:
+    agent = FakeAgent(sock_path, b"0\n")
+    proc = run_shim(shim_env(tmp_path, sock_path, **cni_env("DEL"), NETPLUG_TIMEOUT=timeout),
+                    json.dumps(CONFIG).encode())
+    agent.close()
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
+
+
 def test_without_an_agent_the_shim_runs_the_handler_in_process(tmp_path: Path, sock_path: Path) -> None:
     # no socket: the shim execs NETPLUG_PYTHON -m runtime.agent.oneshot, which does not exist here
     proc = run_shim(shim_env(tmp_path, sock_path, **cni_env()), json.dumps(CONFIG).encode())
