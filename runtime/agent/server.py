@@ -49,13 +49,20 @@ class _RequestHandler(socketserver.BaseRequestHandler):
             log.warning("refused a connection from uid %d", uid)
             return
         data = bytearray()
-        while len(data) <= MAX_REQUEST:
-            chunk = self.request.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        try:
+            while len(data) <= MAX_REQUEST:
+                chunk = self.request.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as exc:
+            log.warning("lost the shim's request: %s", exc)
+            return
         code, out = self.server.answer(bytes(data))
-        self.request.sendall(f"{code}\n{out}".encode())
+        try:
+            self.request.sendall(f"{code}\n{out}".encode())
+        except OSError as exc:  # the shim timed out or was killed; the runtime retries or DELs
+            log.warning("the shim went away before its answer (exit %d) could be sent: %s", code, exc)
 
 
 class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -75,6 +82,10 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # socketserver would print a bare traceback; the agent's log stays JSON lines
+        log.exception("serving a request failed")
 
     def answer(self, data: bytes) -> tuple[int, str]:
         request = decode_request(data)
