@@ -6,8 +6,9 @@ reference CNI plugin: `parse_request` (the skel's checks) → `cmd_add` / `cmd_d
 let the binding plan a NetSpec, log it, persist it, apply it with an undo journal. Every
 failure becomes the CNI error object on stdout; tracebacks only ever reach the log.
 
-Test hook: when the process has NETPLUG_TEST_HOOKS=1, a request whose environment names a
-step in NETPLUG_TEST_CRASH_AT makes the process SIGKILL itself at that step boundary.
+Test hook: when the process has NETPLUG_TEST_HOOKS=1, every step boundary of ADD and DEL is
+logged ("test hook: step <name>"), and a request whose environment names a step in
+NETPLUG_TEST_CRASH_AT makes the process SIGKILL itself there.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class Handler:
         crash_at = env.get("NETPLUG_TEST_CRASH_AT", "") if self.test_hooks else ""
 
         def checkpoint(step: str) -> None:
+            if self.test_hooks:
+                log.info("test hook: step %s", step)  # how a test finds every step boundary
             if crash_at and step == crash_at:
                 log.warning("test hook: SIGKILL at step %s", step)
                 os.kill(os.getpid(), signal.SIGKILL)

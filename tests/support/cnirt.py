@@ -34,12 +34,18 @@ def exec_plugin(binary: str, command: str, config: dict | bytes, *, container_id
                 netns: str = "", ifname: str = "", cni_path: list[str] = (), args: str = "",
                 extra_env: dict | None = None, timeout: float = 60) -> PluginRun:
     env = {
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
         "CNI_IFNAME": ifname, "CNI_ARGS": args, "CNI_PATH": ":".join(cni_path),
         **(extra_env or {}),
     }
     stdin = config if isinstance(config, bytes) else json.dumps(config).encode()
+    return exec_with_env(binary, env, stdin, timeout=timeout)
+
+
+def exec_with_env(binary: str, env: dict[str, str], stdin: bytes, *, timeout: float = 60) -> PluginRun:
+    """Exec a plugin with exactly `env` (plus PATH) and `stdin`: variables may be missing, or
+    carry bytes that are not UTF-8 (as surrogate escapes, which is how os.environ holds them)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **env}
     proc = subprocess.run([binary], input=stdin, env=env, capture_output=True, timeout=timeout, check=False)
     return PluginRun(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
 

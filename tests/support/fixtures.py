@@ -80,6 +80,11 @@ class Netplug:
             return []
         return sorted(os.path.join(d, f) for d in os.listdir(base) for f in os.listdir(os.path.join(base, d)))
 
+    def service_files(self) -> list[str]:
+        """Files of DHCP services (config, pid, leases, log) in the state dir."""
+        base = os.path.join(self.state_dir, "services")
+        return sorted(os.listdir(base)) if os.path.isdir(base) else []
+
     def services(self) -> list[int]:
         """Live processes (dnsmasq) started for this state dir."""
         return processes_mentioning(os.path.join(self.state_dir, "services"))

@@ -23,6 +23,8 @@ from netplug.ops import netns as ops_netns
 from netplug.ops.proc import pids_mentioning
 
 _counter = itertools.count(1)
+#: the pod-wide sysctls netplug's bindings change (and must restore)
+SNAPSHOT_SYSCTLS = ("ipv4/ip_forward", "ipv6/conf/all/forwarding", "ipv4/conf/all/arp_ignore")
 
 
 def in_isolated_world() -> bool:
@@ -83,6 +85,25 @@ class Netns:
 
     def sysctl(self, key: str) -> str:
         return self.exec("cat", f"/proc/sys/{key}").stdout.strip()
+
+    def snapshot(self) -> dict:
+        """What a DEL must give back: each link's MAC, MTU, master, state and addresses (not
+        link-local), the nftables ruleset, and the sysctls a binding may change."""
+        links = {
+            link["ifname"]: {"mac": link.get("address"), "mtu": link.get("mtu"), "master": link.get("master"),
+                             "up": "UP" in link.get("flags", []),
+                             "addresses": sorted(f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
+                                                 if a.get("scope") != "link")}
+            for link in json.loads(self.ip("-j", "addr", "show").stdout)
+        }
+
+        def read_sysctls() -> dict[str, str]:
+            values = {}
+            for key in SNAPSHOT_SYSCTLS:
+                with open(f"/proc/sys/net/{key}") as f:
+                    values[key] = f.read().strip()
+            return values
+        return {"links": links, "nft": self.nft_ruleset(), "sysctls": self.run(read_sysctls)}
 
     def run(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on a thread inside this netns and return its result."""
