@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from tests.e2e.conftest import vm_document
+from tests.support.cnirt import sandbox_ips
 from tests.support.fixtures import assert_nothing_left
 from tests.support.topology import processes_mentioning, tcp_request
-
-
-def _pod_ip(result: dict) -> str:
-    index = next(i for i, iface in enumerate(result["interfaces"]) if iface["name"] == "eth0")
-    return next(ip["address"].split("/")[0] for ip in result["ips"] if ip["interface"] == index)
 
 
 def test_vm_behind_masquerade(netplug_agent, pod_network, pod, outside, launcher):
@@ -18,7 +14,7 @@ def test_vm_behind_masquerade(netplug_agent, pod_network, pod, outside, launcher
     conflist = pod_network.conflist("1.0.0", masq)
     ids = {"container_id": "ctr-e2e-masq", "netns": pod.path, "ifname": "eth0"}
     result = netplug_agent.runtime.add(conflist, **ids)
-    pod_ip = _pod_ip(result)
+    pod_ip = sandbox_ips(result)[0]
 
     document = vm_document("masqvm", [{"name": "default", "masquerade": {}, "ports": [{"name": "http", "port": 8080}]}],
                            [{"name": "default", "pod": {}}])

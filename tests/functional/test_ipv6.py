@@ -8,6 +8,7 @@ import ipaddress
 
 import pytest
 
+from tests.support.cnirt import sandbox_ips
 from tests.support.fixtures import assert_nothing_left, attach_guest
 from tests.support.spec import validate_result
 from tests.support.topology import (
@@ -22,18 +23,13 @@ from tests.support.topology import (
 MASQ = {"type": "netplug", "binding": "masquerade", "vmInterface": "default"}
 
 
-def _pod_ips(result: dict) -> list[str]:
-    index = next(i for i, iface in enumerate(result["interfaces"]) if iface["name"] == "eth0")
-    return [ip["address"].split("/")[0] for ip in result["ips"] if ip["interface"] == index]
-
-
 @pytest.mark.parametrize("stack", ["dual", "ipv6-only"])
 def test_guest_gets_ipv6_address_and_default_route(netplug_agent, pod_network, pod, outside, guests, tmp_path, stack):
     conflist = pod_network.conflist("1.0.0", MASQ, ipv4=stack == "dual", ipv6=True)
     ids = {"container_id": f"ctr-v6-{stack}", "netns": pod.path, "ifname": "eth0"}
     result = netplug_agent.runtime.add(conflist, **ids)
     validate_result(result, "1.0.0")
-    pod_ips = _pod_ips(result)
+    pod_ips = sandbox_ips(result)
     pod_ip6 = next(ip for ip in pod_ips if ":" in ip)
     assert "fd10:0:2::1/120" in pod.addresses("k6t-eth0")
     assert pod.sysctl("net/ipv6/conf/all/forwarding") == "1"

@@ -10,16 +10,12 @@ import ipaddress
 
 import pytest
 
+from tests.support.cnirt import sandbox_ips
 from tests.support.fixtures import assert_nothing_left, attach_guest
 from tests.support.spec import validate_result
 from tests.support.topology import TcpServer, dhcp_lease, tcp_request
 
 MASQ = {"type": "netplug", "binding": "masquerade", "vmInterface": "default"}
-
-
-def _pod_ip(result: dict) -> str:
-    index = next(i for i, iface in enumerate(result["interfaces"]) if iface["name"] == "eth0")
-    return next(ip["address"].split("/")[0] for ip in result["ips"] if ip["interface"] == index)
 
 
 def test_guest_gets_lease_and_reaches_the_world(netplug, pod_network, pod, outside, guests, tmp_path):
@@ -35,7 +31,7 @@ def test_guest_gets_lease_and_reaches_the_world(netplug, pod_network, pod, outsi
     names = [iface["name"] for iface in result["interfaces"]]
     assert names[-2:] == ["k6t-eth0", "tap0"]
     assert all(iface.get("sandbox") == pod.path for iface in result["interfaces"][-2:])
-    pod_ip = _pod_ip(result)
+    pod_ip = sandbox_ips(result)[0]
 
     links = pod.links()
     assert links["k6t-eth0"]["address"] == "02:00:00:00:00:00"
@@ -94,7 +90,7 @@ def test_all_ports_forwarded_when_none_listed(netplug, pod_network, pod, outside
     conflist = pod_network.conflist("1.0.0", MASQ)
     ids = {"container_id": "ctr-masq-all", "netns": pod.path, "ifname": "eth0"}
     result = netplug.runtime.add(conflist, **ids)
-    pod_ip = _pod_ip(result)
+    pod_ip = sandbox_ips(result)[0]
     guest = attach_guest(pod, "k6t-eth0")
     guests.append(guest)
     assert dhcp_lease(guest.ns, "eth0", str(tmp_path))["ip"] == "10.0.2.2"

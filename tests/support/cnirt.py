@@ -23,6 +23,12 @@ class PluginRun:
         return json.loads(self.stdout) if self.stdout.strip() else None
 
 
+def sandbox_ips(result: dict, ifname: str = "eth0") -> list[str]:
+    """The addresses (without prefix length) a result gives the sandbox interface `ifname`."""
+    index = next(i for i, iface in enumerate(result["interfaces"]) if iface["name"] == ifname and iface.get("sandbox"))
+    return [ip["address"].split("/")[0] for ip in result["ips"] if ip.get("interface") == index]
+
+
 class PluginError(Exception):
     def __init__(self, plugin: str, run: PluginRun) -> None:
         super().__init__(f"{plugin} failed ({run.returncode}): {run.stdout.strip()} {run.stderr.strip()[-2000:]}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,9 +65,10 @@ class Netplug:
                 raise RuntimeError(f"agent did not start: {open(log.name).read()[-3000:]}")
             time.sleep(0.02)
 
-    def stop_agent(self) -> None:
+    def stop_agent(self, sig: int = signal.SIGKILL) -> None:
+        """Stop the agent: SIGKILL (a crash) by default, SIGTERM as a rolling update does."""
         if self.agent is not None:
-            self.agent.kill()
+            self.agent.send_signal(sig)
             self.agent.wait()
             self.agent = None
             try:

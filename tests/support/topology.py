@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import threading
@@ -215,6 +216,56 @@ def dhcp_lease(ns: Netns, ifname: str, workdir: str, *, tries: int = 5) -> dict[
         return {}
     with open(lease) as f:
         return dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+
+
+RENEWING_UDHCPC_SCRIPT = """#!/bin/sh
+# udhcpc hook for a client that stays: one line per event, the interface configured as a guest's
+echo "$1 $ip $serverid" >> "$EVENTS_FILE"
+case "$1" in
+  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip addr replace "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    ;;
+esac
+exit 0
+"""
+
+
+class DhcpClient:
+    """busybox udhcpc staying in `ns` as a guest's DHCP client does: it holds its lease and
+    renews it (a unicast DHCPREQUEST to the server that gave it) when sent SIGUSR1, which is
+    what its T1 timer would do; netplug's leases are infinite, so nothing else makes it renew."""
+
+    def __init__(self, ns: Netns, ifname: str, workdir: str) -> None:
+        script = os.path.join(workdir, "udhcpc-renewing.sh")
+        if not os.path.exists(script):
+            with open(script, "w") as f:
+                f.write(RENEWING_UDHCPC_SCRIPT)
+            os.chmod(script, 0o755)
+        self.events_file = os.path.join(workdir, f"dhcp-events-{ns.name}-{ifname}")
+        open(self.events_file, "w").close()
+        # `ip netns exec` execs udhcpc in place: the pid is udhcpc's, signals reach it
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns.name, "busybox", "udhcpc", "-f", "-i", ifname, "-s", script,
+             "-t", "5", "-T", "1", "-A", "1"],
+            env={**os.environ, "EVENTS_FILE": self.events_file},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def events(self) -> list[str]:
+        with open(self.events_file) as f:
+            return [line.split()[0] for line in f if line.strip()]
+
+    def answers(self) -> int:
+        """How many times a server answered: leases obtained and renewals acknowledged."""
+        return sum(event in ("bound", "renew") for event in self.events())
+
+    def renew(self) -> None:
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:
