@@ -57,7 +57,10 @@ class Store:
     def lock(self, container_id: str, ifname: str) -> Iterator[None]:
         stripe = hashlib.sha256(f"{container_id}/{ifname}".encode()).digest()[0] % LOCK_STRIPES
         path = os.path.join(self.root, "locks", f"{stripe:02x}.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:  # out of inodes, read-only, gone
+            raise StateError(f"cannot open the lock {path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -87,7 +90,8 @@ class Store:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise StateError(f"cannot write the state of {record.container_id}/{record.ifname}: {exc.strerror}") from None
+            raise StateError(f"cannot write the state of {record.container_id}/{record.ifname} to {path}: "
+                             f"{exc.strerror}") from None
 
     def delete(self, container_id: str, ifname: str) -> None:
         """Forget the attachment: its record and its service files."""
