@@ -322,7 +322,7 @@ def sandbox_leftovers(sandboxes: list[Sandbox], workers: int = 4) -> dict[str, l
     def census(sandbox: Sandbox) -> tuple[list[str], list[str]]:
         ns = sandbox.netns
         links = [f"{ns.name}: {name}" for name in ns.links() if name != "lo"]
-        rules = [f"{ns.name}: {json.dumps(obj)[:120]}" for obj in ns.nft_ruleset()]
+        rules = [f"{ns.name}: {json.dumps(obj)[:80]}" for obj in ns.nft_ruleset()]
         return links, rules
     with ThreadPoolExecutor(workers) as pool:
         found = list(pool.map(census, sandboxes))
