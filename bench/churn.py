@@ -6,8 +6,9 @@ then a census that nothing is left.
 A cycle is what a runtime does for one pod: ADD the chain in the pod's sandbox, then DEL it.
 The sandboxes (fresh netns) are made before each timed phase and removed after it, so the
 figure is the CNI's own: attachments per second = cycles / wall time of the phase, with
-`concurrency` cycles in flight. Both peers run on one node (one agent, one node bridge), phase
-after phase, reference first at each concurrency.
+`concurrency` cycles in flight. A cycle that fails is counted as failed and, after the phase,
+DELeted again (untimed) until that succeeds, as a runtime retries DEL. Both peers run on one
+node (one agent, one node bridge), phase after phase, reference first at each concurrency.
 
 After the cycles the benchmark checks and says that nothing is left: links and nftables
 objects inside every sandbox (before it is removed), links, netns and nftables in the node,
@@ -29,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
     Chain,
+    ChainRun,
     Node,
     PluginError,
     in_parallel,
@@ -44,24 +46,41 @@ from harness import (  # noqa: E402
 )
 
 
+def retry(job, attempts: int = 5) -> None:
+    for attempt in range(attempts):
+        try:
+            job()
+            return
+        except PluginError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+
+
 def phase(node: Node, chain: Chain, cycles: int, concurrency: int) -> dict:
     """`cycles` ADD/DEL cycles with `concurrency` in flight; rate, cycle times, failures, and
     what was left in the sandboxes."""
     sandboxes = make_sandboxes(cycles)
     failures: list[str] = []
 
+    unfinished: list[ChainRun] = []
+
     def cycle(sandbox) -> float | None:
         start = time.perf_counter()
+        run = ChainRun(sandbox, "eth0", None, [])
         try:
             run = node.add(sandbox, chain)
             node.delete(run, chain)
         except PluginError as exc:
             failures.append(str(exc)[:300])
+            unfinished.append(run)
             return None
         return (time.perf_counter() - start) * 1000
 
     try:
         wall, times = in_parallel([lambda s=s: cycle(s) for s in sandboxes], concurrency)
+        for run in unfinished:  # as a runtime does after a failed ADD or DEL: DEL until it succeeds
+            retry(lambda run=run: node.delete(run, chain))
         left = sandbox_leftovers(sandboxes)
     finally:
         for sandbox in sandboxes:

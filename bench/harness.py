@@ -18,8 +18,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
+import select
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -33,7 +37,7 @@ if REPO not in sys.path:
 
 from runtime.install import install_shim  # noqa: E402
 from tests.support.cnirt import PluginError, exec_plugin  # noqa: E402
-from tests.support.topology import Netns, in_isolated_world, processes_mentioning, sh, unique  # noqa: E402
+from tests.support.topology import Netns, in_isolated_world, processes_mentioning, sh, unique, veth  # noqa: E402
 
 REFERENCE = "/usr/lib/cni"
 
@@ -364,3 +368,112 @@ def in_parallel(jobs: list[Callable[[], object]], workers: int) -> tuple[float, 
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(lambda job: job(), jobs))
     return time.perf_counter() - start, results
+
+
+# --- DHCP on the wire ----------------------------------------------------------------------------
+
+DHCP_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE", 8: "INFORM"}
+_ETH_P_IP = 0x0800
+_MAGIC_COOKIE = b"\x63\x82\x53\x63"
+
+
+def _ip_checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def dhcp_discover_frame(mac: str, xid: int) -> bytes:
+    """An Ethernet frame carrying a DHCPDISCOVER from `mac` (0.0.0.0 -> broadcast, broadcast
+    flag set so the OFFER comes back to ff:ff:ff:ff:ff:ff), as a client without an address sends."""
+    hw = bytes.fromhex(mac.replace(":", ""))
+    bootp = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000,
+                        bytes(4), bytes(4), bytes(4), bytes(4), hw, b"", b"")
+    options = _MAGIC_COOKIE + bytes([53, 1, 1, 55, 3, 1, 3, 6, 255])
+    payload = (bootp + options).ljust(300, b"\0")  # BOOTP's minimum size
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(payload), 0) + payload
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0x10, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), b"\xff" * 4)
+    header = header[:10] + struct.pack("!H", _ip_checksum(header)) + header[12:]
+    return b"\xff" * 6 + hw + struct.pack("!H", _ETH_P_IP) + header + udp
+
+
+def parse_dhcp_frame(frame: bytes) -> tuple[str, int, str] | None:
+    """(message type, xid, client MAC) of a DHCP message in an Ethernet frame; None if none."""
+    if len(frame) < 14 + 20 + 8 + 240 or frame[12:14] != struct.pack("!H", _ETH_P_IP) or frame[23] != 17:
+        return None
+    udp = 14 + (frame[14] & 0x0F) * 4
+    if struct.unpack("!H", frame[udp + 2:udp + 4])[0] not in (67, 68):
+        return None
+    bootp = udp + 8
+    xid = struct.unpack("!I", frame[bootp + 4:bootp + 8])[0]
+    mac = ":".join(f"{b:02x}" for b in frame[bootp + 28:bootp + 34])
+    options = bootp + 236
+    if frame[options:options + 4] != _MAGIC_COOKIE:
+        return None
+    i = options + 4
+    while i < len(frame) and frame[i] != 255:
+        if frame[i] == 0:
+            i += 1
+            continue
+        if frame[i] == 53:
+            return DHCP_TYPES.get(frame[i + 2], str(frame[i + 2])), xid, mac
+        i += 2 + frame[i + 1]
+    return None
+
+
+def raw_socket(ns: Netns, ifname: str) -> socket.socket:
+    """An AF_PACKET socket on `ifname` inside `ns` (it stays in that netns once made)."""
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_IP))
+        sock.bind((ifname, _ETH_P_IP))
+        return sock
+    return ns.run(make)
+
+
+class DhcpProbe:
+    """A DHCP client stand-in on a pod bridge: a veth whose one end is a port of `bridge` and
+    whose other end, in the same pod netns, carries raw DISCOVERs and hears the OFFERs (raw
+    frames never touch the pod's IP stack). An OFFER is never REQUESTed: no lease is taken."""
+
+    PORT, END = "bnprobe0", "bnprobe1"
+
+    def __init__(self, ns: Netns, bridge: str, mac: str) -> None:
+        self.mac = mac
+        veth(ns, self.PORT, ns, self.END, b_mac=mac)
+        ns.ip("link", "set", self.PORT, "master", bridge)
+        self.sock = raw_socket(ns, self.END)
+        self.sock.setblocking(False)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def first_offers(probes: list[DhcpProbe], timeout: float, interval: float = 0.05) -> list[float | None]:
+    """Send DISCOVERs from every probe (again every `interval` s until it is answered) and
+    return, per probe, the time.monotonic() of its first OFFER, or None after `timeout` s."""
+    answered: list[float | None] = [None] * len(probes)
+    xids = {id(p): secrets.randbits(32) for p in probes}
+    by_fd = {p.sock.fileno(): (i, p) for i, p in enumerate(probes)}
+    deadline = time.monotonic() + timeout
+    next_send = 0.0
+    while None in answered and time.monotonic() < deadline:
+        now = time.monotonic()
+        if now >= next_send:
+            for i, probe in enumerate(probes):
+                if answered[i] is None:
+                    probe.sock.send(dhcp_discover_frame(probe.mac, xids[id(probe)]))
+            next_send = now + interval
+        ready, _, _ = select.select([p.sock for i, p in enumerate(probes) if answered[i] is None], [], [],
+                                    max(0.0, min(next_send, deadline) - time.monotonic()))
+        for sock in ready:
+            i, probe = by_fd[sock.fileno()]
+            while True:
+                try:
+                    frame = sock.recv(2048)
+                except BlockingIOError:
+                    break
+                message = parse_dhcp_frame(frame)
+                if message and message[0] == "OFFER" and message[1] == xids[id(probe)] and answered[i] is None:
+                    answered[i] = time.monotonic()
+    return answered
