@@ -422,11 +422,15 @@ def parse_dhcp_frame(frame: bytes) -> tuple[str, int, str] | None:
     return None
 
 
-def raw_socket(ns: Netns, ifname: str) -> socket.socket:
-    """An AF_PACKET socket on `ifname` inside `ns` (it stays in that netns once made)."""
+ETH_P_ALL = 0x0003
+
+
+def raw_socket(ns: Netns, ifname: str, protocol: int = _ETH_P_IP) -> socket.socket:
+    """An AF_PACKET socket on `ifname` inside `ns` (it stays in that netns once made).
+    With ETH_P_ALL it also sees the frames the host sends out of `ifname`."""
     def make() -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_IP))
-        sock.bind((ifname, _ETH_P_IP))
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(protocol))
+        sock.bind((ifname, protocol))
         return sock
     return ns.run(make)
 

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
+    ETH_P_ALL,
     REPO,
     Node,
     machine,
@@ -51,6 +52,7 @@ from harness import (  # noqa: E402
     verdict,
 )
 
+from netplug.errors import NetplugError  # noqa: E402
 from runtime.standalone import GUEST_DIR  # noqa: E402
 from tests.support.topology import Netns  # noqa: E402
 
@@ -84,9 +86,9 @@ class DhcpSniffer(threading.Thread):
                     pass
             if netns is not None and os.path.exists(f"/run/netns/{netns}"):
                 try:
-                    return raw_socket(Netns(netns), "k6t-eth0")
-                except OSError:
-                    pass  # the bridge is not there yet
+                    return raw_socket(Netns(netns), "k6t-eth0", ETH_P_ALL)
+                except (OSError, NetplugError):
+                    pass  # the netns is still being mounted, or the bridge is not there yet
             time.sleep(0.002)
         return None
 
@@ -235,7 +237,7 @@ def main() -> int:
 
     print()
     print("milliseconds, median of the runs")
-    table([(key, f"{median(with_agent, key):.0f}", f"{median(without, key):.0f}") for key in with_agent[0]],
+    table([(key, f"{median(with_agent, key):.1f}", f"{median(without, key):.1f}") for key in with_agent[0]],
           ("phase", "agent running", "no agent"))
     share = median(with_agent, SHARE)
     print()
