@@ -62,7 +62,8 @@ from harness import (  # noqa: E402
 )
 
 from netplug import naming  # noqa: E402
-from tests.support.topology import Guest, Netns, attach_guest, dhcp_lease, sh, unique, veth  # noqa: E402
+from tests.support.fixtures import Guest, attach_guest  # noqa: E402
+from tests.support.topology import Netns, dhcp_lease, sh, unique, veth  # noqa: E402
 
 PORT = 5201
 GUEST_MAC = "52:54:00:d0:00:01"
