@@ -25,6 +25,10 @@ def render_dhcp(plan: DhcpPlan, *, pid_file: str, lease_file: str, log_file: str
         "except-interface=lo",
         "bind-interfaces",
         "dhcp-authoritative",
+        # dnsmasq pings an address before its first offer and answers nothing for 3 s; every
+        # address netplug serves is the guest's alone (a pod-private bridge, or the pod's own
+        # IPAM address), so the check only delays the guest's first lease (bench/vm_ready.py)
+        "no-ping",
     ]
     if plan.vm_address is not None and plan.prefixlen is not None:
         mask = str(ipaddress.IPv4Network(f"0.0.0.0/{plan.prefixlen}").netmask)

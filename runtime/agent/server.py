@@ -67,6 +67,10 @@ class _RequestHandler(socketserver.BaseRequestHandler):
 
 class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: with more shims connecting at once than that while
+    # the agent is busy, connect() fails with EAGAIN and the pod gets code 11 (bench/churn.py
+    # at concurrency 16). The kernel caps this at net.core.somaxconn.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: str, handler: Handler) -> None:
         self.handler = handler

@@ -106,11 +106,12 @@ class Store:
         except OSError:
             pass  # other interfaces of the container remain
 
-    def records(self) -> Iterator[AttachmentRecord]:
-        """Every readable record. A directory a concurrent DEL removes, or a record that cannot
-        be read, is skipped (and logged): one bad file never stops a scan."""
+    def records(self, of_container: str | None = None) -> Iterator[AttachmentRecord]:
+        """Every readable record, or only those of one container. A directory a concurrent DEL
+        removes, or a record that cannot be read, is skipped (and logged): one bad file never
+        stops a scan."""
         base = os.path.join(self.root, "attachments")
-        for container_id in sorted(os.listdir(base)):
+        for container_id in [of_container] if of_container is not None else sorted(os.listdir(base)):
             try:
                 names = sorted(os.listdir(os.path.join(base, container_id)))
             except (FileNotFoundError, NotADirectoryError):

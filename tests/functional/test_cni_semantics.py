@@ -7,10 +7,11 @@ import os
 
 import pytest
 
+from netplug import naming
 from tests.support.cnirt import PluginError, exec_plugin
 from tests.support.fixtures import assert_nothing_left, attach_guest, primary_by_hand
 from tests.support.spec import validate_error, validate_result
-from tests.support.topology import Netns, dhcp_lease
+from tests.support.topology import Netns, dhcp_lease, unique, veth
 
 MASQ = {"type": "netplug", "binding": "masquerade"}
 
@@ -169,6 +170,29 @@ def test_failed_add_undoes_everything_including_ipam(netplug, pod, tmp_path):
     assert set(pod.links()) == {"lo", "eth0", "tap0"}  # the foreign tap0 is left alone
     assert pod.sysctl("net/ipv4/ip_forward") == sysctl_before
     assert not pod.nft_ruleset() and not netplug.services() and not netplug.records()
+
+
+def test_a_pod_wide_sysctl_stays_while_another_attachment_of_the_pod_needs_it(netplug_agent, pod):
+    """Bridge bindings on the pod network and on a secondary network both need arp_ignore:
+    DEL of the first leaves it set, DEL of the last restores it."""
+    primary = primary_by_hand(pod)
+    secondary = naming.pod_interface_for_network("blue")
+    veth(None, unique("nph"), pod, secondary)
+    pod.ip("addr", "add", "10.252.0.2/24", "dev", secondary)
+    blue = {"cniVersion": "1.0.0", "ips": [{"address": "10.252.0.2/24", "gateway": "10.252.0.1", "interface": 0}],
+            "interfaces": [{"name": secondary, "mac": pod.links()[secondary]["address"], "sandbox": pod.path}]}
+    bridge = {"cniVersion": "1.0.0", "name": "podnet", "type": "netplug", "binding": "bridge"}
+    configs = {"eth0": {**bridge, "prevResult": primary.prev_result("1.0.0")},
+               secondary: {**bridge, "name": "blue", "prevResult": blue}}
+    before = pod.sysctl("net/ipv4/conf/all/arp_ignore")
+    for ifname, config in configs.items():
+        assert _run(netplug_agent, "ADD", config, pod, ifname=ifname).returncode == 0
+    assert pod.sysctl("net/ipv4/conf/all/arp_ignore") == "1"
+    assert _run(netplug_agent, "DEL", configs["eth0"], pod, ifname="eth0").returncode == 0
+    assert pod.sysctl("net/ipv4/conf/all/arp_ignore") == "1"  # the secondary's guest relies on it
+    assert _run(netplug_agent, "DEL", configs[secondary], pod, ifname=secondary).returncode == 0
+    assert pod.sysctl("net/ipv4/conf/all/arp_ignore") == before
+    assert_nothing_left(netplug_agent, pod, keep=("lo", "eth0", secondary))
 
 
 def test_agent_socket_is_private(netplug_agent):
