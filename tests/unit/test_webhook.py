@@ -1,5 +1,6 @@
 """The admission webhook answers real AdmissionReview requests over HTTPS: for each KubeVirt
-network rule (and netplug's), an allowed and a denied example, the denial naming the field."""
+network rule (and netplug's), an allowed and a denied example, the denial naming the exact
+field path and the value; a body that is no AdmissionReview gets a 400."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -21,7 +23,7 @@ NADS = {("default", "blue"), ("sriov", "sriov-net")}
 
 
 @pytest.fixture(scope="module")
-def webhook(tmp_path_factory):
+def server(tmp_path_factory):
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed (Debian package openssl)")
@@ -35,14 +37,25 @@ def webhook(tmp_path_factory):
     context = ssl.create_default_context(cafile=str(cert))
     url = f"https://127.0.0.1:{server.server_address[1]}/validate"
 
-    def post(obj: dict) -> dict:
-        body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                           "request": {"uid": "u-1", "operation": "CREATE", "object": obj}}).encode()
+    def post_raw(body: bytes) -> tuple[int, bytes]:
         req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, context=context, timeout=10) as answer:
-            return json.loads(answer.read())["response"]
-    yield post
+        try:
+            with urllib.request.urlopen(req, context=context, timeout=10) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+    yield post_raw
     server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def webhook(server):
+    def post(obj: dict) -> dict:
+        code, body = server(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                        "request": {"uid": "u-1", "operation": "CREATE", "object": obj}}).encode())
+        assert code == 200, body
+        return json.loads(body)["response"]
+    return post
 
 
 def vm(mutate) -> dict:
@@ -126,5 +139,21 @@ def test_a_vmi_is_reviewed_under_spec(webhook):
     vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": {"name": "x"},
            "spec": copy.deepcopy(TESTVM["spec"]["template"]["spec"])}
     vmi["spec"]["domain"]["devices"]["interfaces"][0]["model"] = "bogus"
-    answer = webhook(vmi)
-    assert answer["status"]["details"]["causes"][0]["field"] == "spec.domain.devices.interfaces[0].model"
+    vmi["spec"]["domain"]["devices"]["interfaces"][0]["ports"] = [{"port": 70000}]
+    causes = webhook(vmi)["status"]["details"]["causes"]
+    assert [c["field"] for c in causes] == ["spec.domain.devices.interfaces[0].ports[0].port"]  # the model reads first
+    del vmi["spec"]["domain"]["devices"]["interfaces"][0]["ports"]
+    (cause,) = webhook(vmi)["status"]["details"]["causes"]
+    assert cause["field"] == "spec.domain.devices.interfaces[0].model" and '(value "bogus")' in cause["message"]
+
+
+@pytest.mark.parametrize("body", [b"[]", b"not json", b'{"request": 5}', b'{"request": {"uid": "u", "object": 5}}',
+                                  b'{"request": {"uid": "u", "operation": "CREATE"}}'])
+def test_a_body_that_is_no_admission_review_is_answered_400(server, body):
+    code, answer = server(body)
+    assert code == 400 and b"AdmissionReview" in answer
+
+
+def test_a_delete_is_allowed_without_an_object(server):
+    code, answer = server(b'{"request": {"uid": "u-2", "operation": "DELETE"}}')
+    assert code == 200 and json.loads(answer)["response"] == {"uid": "u-2", "allowed": True}
