@@ -16,7 +16,6 @@ May import: netplug.model, netplug.guest, netplug.errors.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,7 +173,6 @@ def review(vmi: VirtualMachineInstance, nad_exists: Callable[[str, str], bool] |
             else:
                 acpi_indexes[iface.acpiIndex] = f"interface {iface.name}"
         _ports(iface, f"{where}.ports", deny)
-        _dhcp(iface, f"{where}.dhcpOptions", deny)
         if iface.state not in (None, "", "up", "down", "absent"):
             deny(f"{where}.state", iface.state, 'must be "", up, down or absent')
         if binding == "sriov" and iface.state in ("up", "down"):
@@ -203,17 +201,6 @@ def _ports(iface, where: str, deny) -> None:
             if port.name in names:
                 deny(f"{where}[{p}].name", port.name, "port names must be unique")
             names.add(port.name)
-
-
-def _dhcp(iface, where: str, deny) -> None:
-    options = iface.dhcpOptions
-    if options is None:
-        return
-    for server in options.ntpServers:
-        try:
-            ipaddress.IPv4Address(server)
-        except ValueError:
-            deny(f"{where}.ntpServers", server, "must be an IPv4 address")
 
 
 def _domain(vmi: VirtualMachineInstance, deny) -> None:
