@@ -5,7 +5,8 @@ pod network's CNI chain (the reference bridge + host-local on the node bridge `n
 masquerading out of the machine's uplink, with netplug's binding chained), delegates each
 Multus network from the given NADs (`pod<h>` interfaces), starts `netplug launch` in the
 sandbox, and waits until the VM runs and its DHCP-served interfaces have leases. Everything
-about a VM lives under `<state dir>/vms/<namespace>_<name>/`, written before the first change,
+about a VM lives under `<state dir>/vms/<namespace>_<name>/` (both Kubernetes names, so the
+directory is the VM's alone and inside the state dir), written before the first change,
 so `get` and `down` work from any shell, after a killed `up`, and after a reboot of the tool.
 
 May import: netplug, runtime.
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 import yaml
 
 from netplug import naming
-from netplug.errors import InvalidConfig, NetplugError
+from netplug.admission import name_problem
+from netplug.errors import InvalidConfig, InvalidField, NetplugError
 from netplug.guest import nocloud_files, pod_interface_of
 from netplug.model.multus import NetworkAttachmentDefinition, render_network_status
 from netplug.model.vm import VirtualMachineInstance, vmi_from_document
@@ -106,6 +108,13 @@ class Standalone:
         self.node = NodeNetwork(ipam_dir=os.path.join(state_dir, "ipam"))
 
     def paths(self, namespace: str, name: str) -> VmPaths:
+        """The VM's directory, `vms/<namespace>_<name>`. Both are Kubernetes names (checked
+        here too, not only by admission): neither holds "/" or "..", and a namespace (a DNS
+        label) and a name (a DNS subdomain) hold no "_", so two VMs never share a directory
+        and none lies outside `vms/`."""
+        for key, value, label in (("metadata.namespace", namespace, True), ("metadata.name", name, False)):
+            if (problem := name_problem(value, label=label)) is not None:
+                raise InvalidField(key, value, problem)
         return VmPaths(os.path.join(self.state_dir, "vms", f"{namespace}_{name}"))
 
     def _record(self, paths: VmPaths, record: dict) -> None:

@@ -106,6 +106,8 @@ def _connect(host: str, port: int) -> str | None:
     (open(TESTVM).read().replace("pod: {}", "multus:\n            networkName: blue"), "masquerade is only allowed"),
     (open(TESTVM).read().replace("masquerade: {}", "bridge: {}").replace("pod: {}", "multus:\n            networkName: blue"),
      '"default/blue" not found'),
+    (open(TESTVM).read().replace("name: testvm", "name: ../../../../evil"), 'metadata.name: must be a DNS-1123'),
+    (open(TESTVM).read().replace("name: testvm", "name: testvm\n  namespace: a_b"), 'metadata.namespace: must be'),
 ])
 def test_bad_input_is_one_line_and_creates_nothing(cli, tmp_path, content, text):
     path = tmp_path / "vm.yaml"
@@ -114,6 +116,7 @@ def test_bad_input_is_one_line_and_creates_nothing(cli, tmp_path, content, text)
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.count("\n") == 1 and text in run.stderr and "Traceback" not in run.stderr
     _nothing_left(str(tmp_path / "state"))
+    assert not os.path.exists(os.path.join(tmp_path, "evil")), "a VM name escaped the state dir"
 
 
 def test_down_cleans_up_after_a_killed_up(cli, tmp_path):
