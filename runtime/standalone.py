@@ -117,6 +117,22 @@ class Standalone:
                 raise InvalidField(key, value, problem)
         return VmPaths(os.path.join(self.state_dir, "vms", f"{namespace}_{name}"))
 
+    def _claim(self, paths: VmPaths, record: dict) -> None:
+        """Write the VM's first record, or fail if the VM already has one: the record is
+        written whole under a name of this process's own, then hard-linked into place, which
+        the kernel does only if no record.json exists (no check-then-write window)."""
+        os.makedirs(paths.root, mode=0o700, exist_ok=True)
+        mine = os.path.join(paths.root, f".record.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        with open(mine, "x") as f:
+            json.dump(record, f, indent=2)
+        try:
+            os.link(mine, paths.record)
+        except FileExistsError:
+            raise InvalidConfig(f'VM "{record["namespace"]}/{record["name"]}" is already up '
+                                f'(netplug down {record["name"]} first)') from None
+        finally:
+            os.unlink(mine)
+
     def _record(self, paths: VmPaths, record: dict) -> None:
         os.makedirs(paths.root, mode=0o700, exist_ok=True)
         with open(paths.record + ".tmp", "w") as f:
@@ -156,15 +172,14 @@ class Standalone:
                     ipam.setdefault("dataDir", self.node.ipam_dir)
         boot = self._boot_source(vmi, disks)
         paths = self.paths(vmi.metadata.namespace, vmi.metadata.name)
-        if os.path.exists(paths.record):
-            raise InvalidConfig(f'VM "{vmi.metadata.namespace}/{vmi.metadata.name}" is already up '
-                                f"(netplug down {vmi.metadata.name} first)")
         tag = hashlib.sha256(f"{vmi.metadata.namespace}/{vmi.metadata.name}".encode()).hexdigest()[:10]
         record = {"name": vmi.metadata.name, "namespace": vmi.metadata.namespace, "created": time.time(),
                   "netns": f"np-{tag}", "containerID": f"netplug-{tag}", "launcherPid": None,
                   "attachments": [{"network": a.network, "ifname": a.ifname, "conflist": a.conflist["name"]}
                                   for a in plan.attachments], "boot": boot}
-        self._record(paths, record)  # before the first change: `down` can always clean up
+        # before the first change, so `down` can always clean up; atomic, so of two ups of the
+        # same VM one wins and the other stops here, having touched nothing of the winner's
+        self._claim(paths, record)
         if boot.get("testGuest") and vmi.memory_mib < TEST_GUEST_MIB:
             self.out(f"the test guest needs {TEST_GUEST_MIB}Mi; the VM asks for {vmi.memory_mib}Mi: giving it {TEST_GUEST_MIB}Mi")
             spec = document["spec"]["template"]["spec"] if document.get("kind") == "VirtualMachine" else document["spec"]
