@@ -11,6 +11,8 @@ May import: the standard library only.
 
 from __future__ import annotations
 
+import json
+
 
 class NetplugError(Exception):
     """Base class. `msg` is one line naming the thing (field, interface, netns)."""
@@ -60,6 +62,22 @@ class DecodeFailure(NetplugError):
 
 class InvalidConfig(NetplugError):
     cni_code = 7
+
+
+def field_message(field: str, value: object, message: str) -> str:
+    """How netplug names a bad value everywhere: `field: message (value V)`, V as JSON."""
+    shown = json.dumps(value, default=str)
+    return f"{field}: {message} (value {shown if len(shown) <= 80 else shown[:77] + '...'})"
+
+
+class InvalidField(InvalidConfig):
+    """A document's field holds a value netplug cannot take: the field path (as Kubernetes
+    writes it, e.g. `spec.template.spec.domain.devices.interfaces[0].ports[0].port`), the
+    value and the rule, so a webhook can answer with a StatusCause and a CLI with one line."""
+
+    def __init__(self, field: str, value: object, message: str) -> None:
+        super().__init__(field_message(field, value, message))
+        self.field, self.value, self.message = field, value, message
 
 
 class TryAgainLater(NetplugError):

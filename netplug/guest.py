@@ -4,7 +4,7 @@ Pure: the launcher observes the pod (`WiredInterface` per VM interface) and the 
 and this module decides the rest — CPU, memory, disks or direct kernel boot, the serial log,
 and, through each binding's `domain_<binding>` policy, one device per VM interface.
 
-May import: netplug.model, netplug.bindings, netplug.errors.
+May import: pydantic, netplug.model, netplug.bindings, netplug.errors.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from netplug import naming
 from netplug.bindings import DOMAIN_DEVICES
 from netplug.bindings.base import WiredInterface
 from netplug.errors import InvalidConfig
+from netplug.model import invalid_field
 from netplug.model.domain import Domain, DomainDisk, DomainHostdev
 from netplug.model.multus import NetworkStatus
 from netplug.model.vm import Network, VirtualMachineInstance
@@ -43,6 +46,16 @@ def domain_name(vmi: VirtualMachineInstance) -> str:
 
 def plan_domain(vmi: VirtualMachineInstance, wired: dict[str, WiredInterface], boot: BootSource, *,
                 accelerated: bool, serial_log: str, emulator: str | None = None) -> Domain:
+    """The domain; a value the domain model refuses (admission lets none through) is an
+    InvalidConfig naming the domain field and the value, not a pydantic traceback."""
+    try:
+        return _plan_domain(vmi, wired, boot, accelerated=accelerated, serial_log=serial_log, emulator=emulator)
+    except ValidationError as exc:
+        raise invalid_field(exc, f"domain {domain_name(vmi)}") from None
+
+
+def _plan_domain(vmi: VirtualMachineInstance, wired: dict[str, WiredInterface], boot: BootSource, *,
+                 accelerated: bool, serial_log: str, emulator: str | None) -> Domain:
     devices = vmi.spec.domain.devices
     vcpus = vmi.vcpus
     domain = Domain(name=domain_name(vmi), uuid=vmi.metadata.uid, type="kvm" if accelerated else "qemu",

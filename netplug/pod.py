@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from netplug import naming
 from netplug.admission import review
-from netplug.errors import InvalidConfig
+from netplug.errors import InvalidConfig, InvalidField
 from netplug.model.multus import NetworkAttachmentDefinition, NetworkSelectionElement
 from netplug.model.vm import Interface, Network, VirtualMachineInstance
 
@@ -79,9 +79,10 @@ def _binding_entry(vmi: VirtualMachineInstance, iface: Interface, network: Netwo
 
 def validate_networks(vmi: VirtualMachineInstance) -> None:
     """KubeVirt's admission rules (netplug.admission): the first broken one, naming the field."""
-    denials = review(vmi, "spec.template.spec" if vmi.kind == "VirtualMachine" else "spec")
+    denials = review(vmi)
     if denials:
-        raise InvalidConfig(str(denials[0]))
+        first = denials[0]
+        raise InvalidField(first.field, first.value, first.message)
 
 
 def plan_pod(vmi: VirtualMachineInstance, nads: list[NetworkAttachmentDefinition], node: NodeNetwork) -> PodPlan:

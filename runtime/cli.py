@@ -19,7 +19,10 @@ import argparse
 import os
 import sys
 
+from pydantic import ValidationError
+
 from netplug.errors import NetplugError
+from netplug.model import one_line
 from runtime.install import install_shim
 
 
@@ -251,14 +254,15 @@ def main(argv: list[str] | None = None) -> int:
         args.kind += "s"
     try:
         return args.func(args)
-    except NetplugError as exc:
-        print(f"netplug {args.command}: {exc.msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader (head, less) went away
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (NetplugError, OSError, ValidationError) as exc:
+        # bad input or a missing file, whichever subcommand met it: one line, exit code 2
+        print(f"netplug {args.command}: {one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from netplug.guest import (
     pod_interface_of,
     sriov_pci_addresses,
 )
+from netplug.model import one_line
 from netplug.model.multus import NetworkStatus, parse_network_status
 from netplug.model.vm import Interface, Network, VirtualMachineInstance, vmi_from_document
 from netplug.ops import link, netns
@@ -111,6 +112,13 @@ def interface_status(vmi: VirtualMachineInstance, domain_xml: str, wired: dict[s
     return status
 
 
+def write_status_file(state_dir: str, status: dict) -> None:
+    path = os.path.join(state_dir, "status.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(status, f)
+    os.replace(path + ".tmp", path)
+
+
 class Launcher:
     def __init__(self, vmi: VirtualMachineInstance, state_dir: str, boot: BootSource,
                  statuses: list[NetworkStatus] | None = None) -> None:
@@ -129,10 +137,7 @@ class Launcher:
 
     def write_status(self, **changes: object) -> None:
         self.status.update(changes, updated=time.time())
-        path = os.path.join(self.state_dir, "status.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.status, f)
-        os.replace(path + ".tmp", path)
+        write_status_file(self.state_dir, self.status)
         log.info("status %s", self.status["phase"], extra={"data": self.status})
 
     def start(self) -> None:
@@ -265,42 +270,51 @@ def control_request(state_dir: str, request: dict, timeout: float = 60) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     logs.setup(args.log_level)
-    with open(args.vmi) as f:
-        try:
-            vmi = vmi_from_document(yaml.safe_load(f))
-        except yaml.YAMLError as exc:
-            raise InvalidConfig(f"{args.vmi}: not YAML ({exc})") from None
-    disks = {}
-    for item in args.disk or []:
-        volume, sep, path = item.partition("=")
-        if not sep or not os.path.isabs(path) or not os.path.isfile(path):
-            raise InvalidConfig(f'--disk "{item}": want VOLUME=/absolute/path/to/an/image')
-        disks[volume] = path
-    for name in ("kernel", "initrd"):
-        path = getattr(args, name)
-        if path and (not os.path.isabs(path) or not os.path.isfile(path)):
-            raise InvalidConfig(f"--{name} {path}: not an absolute path to a file")
     os.makedirs(args.state_dir, mode=0o700, exist_ok=True)
     state_dir = os.path.realpath(args.state_dir)
-
-    netns.enter_for_process(args.netns)
-    netns.private_run_dir()
-    statuses = []
-    if args.network_status:
-        with open(args.network_status) as f:
-            statuses = parse_network_status(f.read())
-    launcher = Launcher(vmi, state_dir, BootSource(kernel=args.kernel, initrd=args.initrd,
-                                                    cmdline=args.cmdline, disks=disks), statuses)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: launcher.stop())
-    launcher.serve_control()  # before the domain exists: a bind failure then leaves no VM behind
+    launcher: Launcher | None = None
     try:
+        launcher = _prepare(args, state_dir)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: launcher.stop())
+        launcher.serve_control()  # before the domain exists: a bind failure then leaves no VM behind
         launcher.start()
-    except NetplugError as exc:
-        launcher.write_status(phase="Failed", reason=exc.msg)
+    except Exception as exc:
+        # whatever went wrong, status.json says Failed and why (up and the controller read it)
+        if launcher is None:
+            write_status_file(state_dir, {"phase": "Failed", "reason": one_line(exc), "updated": time.time()})
+        else:
+            launcher.write_status(phase="Failed", reason=one_line(exc))
         raise
     if launcher.terminating.is_set():
         launcher.stop()  # told to stop while the domain was being created
     while not launcher.stopped.wait(0.5):
         pass
     return launcher.finish()
+
+
+def _prepare(args: argparse.Namespace, state_dir: str) -> Launcher:
+    """The Launcher for the VM file and boot source, inside the pod netns."""
+    try:
+        with open(args.vmi) as f:
+            vmi = vmi_from_document(yaml.safe_load(f))
+    except yaml.YAMLError as exc:
+        raise InvalidConfig(f"{args.vmi}: not YAML ({str(exc).splitlines()[0]})") from None
+    for name in ("kernel", "initrd"):
+        path = getattr(args, name)
+        if path and (not os.path.isabs(path) or not os.path.isfile(path)):
+            raise InvalidConfig(f"--{name} {path}: not an absolute path to a file")
+    disks = {}
+    for item in args.disk or []:
+        volume, sep, path = item.partition("=")
+        if not sep or not os.path.isabs(path) or not os.path.isfile(path):
+            raise InvalidConfig(f'--disk "{item}": want VOLUME=/absolute/path/to/an/image')
+        disks[volume] = path
+    netns.enter_for_process(args.netns)
+    netns.private_run_dir()
+    statuses = []
+    if args.network_status:
+        with open(args.network_status) as f:
+            statuses = parse_network_status(f.read())
+    return Launcher(vmi, state_dir, BootSource(kernel=args.kernel, initrd=args.initrd,
+                                               cmdline=args.cmdline, disks=disks), statuses)

@@ -5,7 +5,8 @@ pod network's CNI chain (the reference bridge + host-local on the node bridge `n
 masquerading out of the machine's uplink, with netplug's binding chained), delegates each
 Multus network from the given NADs (`pod<h>` interfaces), starts `netplug launch` in the
 sandbox, and waits until the VM runs and its DHCP-served interfaces have leases. Everything
-about a VM lives under `<state dir>/vms/<namespace>_<name>/`, written before the first change,
+about a VM lives under `<state dir>/vms/<namespace>_<name>/` (both Kubernetes names, so the
+directory is the VM's alone and inside the state dir), written before the first change,
 so `get` and `down` work from any shell, after a killed `up`, and after a reboot of the tool.
 
 May import: netplug, runtime.
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 import yaml
 
 from netplug import naming
-from netplug.errors import InvalidConfig, NetplugError
+from netplug.admission import name_problem
+from netplug.errors import InvalidConfig, InvalidField, NetplugError
 from netplug.guest import nocloud_files, pod_interface_of
 from netplug.model.multus import NetworkAttachmentDefinition, render_network_status
 from netplug.model.vm import VirtualMachineInstance, vmi_from_document
@@ -106,7 +108,30 @@ class Standalone:
         self.node = NodeNetwork(ipam_dir=os.path.join(state_dir, "ipam"))
 
     def paths(self, namespace: str, name: str) -> VmPaths:
+        """The VM's directory, `vms/<namespace>_<name>`. Both are Kubernetes names (checked
+        here too, not only by admission): neither holds "/" or "..", and a namespace (a DNS
+        label) and a name (a DNS subdomain) hold no "_", so two VMs never share a directory
+        and none lies outside `vms/`."""
+        for key, value, label in (("metadata.namespace", namespace, True), ("metadata.name", name, False)):
+            if (problem := name_problem(value, label=label)) is not None:
+                raise InvalidField(key, value, problem)
         return VmPaths(os.path.join(self.state_dir, "vms", f"{namespace}_{name}"))
+
+    def _claim(self, paths: VmPaths, record: dict) -> None:
+        """Write the VM's first record, or fail if the VM already has one: the record is
+        written whole under a name of this process's own, then hard-linked into place, which
+        the kernel does only if no record.json exists (no check-then-write window)."""
+        os.makedirs(paths.root, mode=0o700, exist_ok=True)
+        mine = os.path.join(paths.root, f".record.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        with open(mine, "x") as f:
+            json.dump(record, f, indent=2)
+        try:
+            os.link(mine, paths.record)
+        except FileExistsError:
+            raise InvalidConfig(f'VM "{record["namespace"]}/{record["name"]}" is already up '
+                                f'(netplug down {record["name"]} first)') from None
+        finally:
+            os.unlink(mine)
 
     def _record(self, paths: VmPaths, record: dict) -> None:
         os.makedirs(paths.root, mode=0o700, exist_ok=True)
@@ -147,15 +172,14 @@ class Standalone:
                     ipam.setdefault("dataDir", self.node.ipam_dir)
         boot = self._boot_source(vmi, disks)
         paths = self.paths(vmi.metadata.namespace, vmi.metadata.name)
-        if os.path.exists(paths.record):
-            raise InvalidConfig(f'VM "{vmi.metadata.namespace}/{vmi.metadata.name}" is already up '
-                                f"(netplug down {vmi.metadata.name} first)")
         tag = hashlib.sha256(f"{vmi.metadata.namespace}/{vmi.metadata.name}".encode()).hexdigest()[:10]
         record = {"name": vmi.metadata.name, "namespace": vmi.metadata.namespace, "created": time.time(),
                   "netns": f"np-{tag}", "containerID": f"netplug-{tag}", "launcherPid": None,
                   "attachments": [{"network": a.network, "ifname": a.ifname, "conflist": a.conflist["name"]}
                                   for a in plan.attachments], "boot": boot}
-        self._record(paths, record)  # before the first change: `down` can always clean up
+        # before the first change, so `down` can always clean up; atomic, so of two ups of the
+        # same VM one wins and the other stops here, having touched nothing of the winner's
+        self._claim(paths, record)
         if boot.get("testGuest") and vmi.memory_mib < TEST_GUEST_MIB:
             self.out(f"the test guest needs {TEST_GUEST_MIB}Mi; the VM asks for {vmi.memory_mib}Mi: giving it {TEST_GUEST_MIB}Mi")
             spec = document["spec"]["template"]["spec"] if document.get("kind") == "VirtualMachine" else document["spec"]

@@ -7,7 +7,8 @@ VirtualMachineInstances, answered with netplug.admission's rules.
     GET  /healthz    "ok"
 
 A document the API model cannot even read (a port out of range, a bad private DHCP option)
-is denied with the model's own field path. `nad_exists(namespace, name)` is netplug's extra
+is denied with its field path and value, as for every other rule; a body that is no
+AdmissionReview (not JSON, `request` or its `object` not an object) is answered 400. `nad_exists(namespace, name)` is netplug's extra
 rule that a Multus network names an existing NetworkAttachmentDefinition; the controller gives
 it a lookup in the API, tests a set.
 """
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from netplug.admission import Denial, review
-from netplug.errors import InvalidConfig
+from netplug.errors import InvalidConfig, InvalidField
 from netplug.model.vm import vmi_from_document
 
 log = logging.getLogger("netplug.webhook")
@@ -30,17 +31,15 @@ MAX_BODY = 3 << 20
 
 
 def admit(request: dict, nad_exists: Callable[[str, str], bool] | None = None) -> dict:
-    """The AdmissionReview `response` for one AdmissionReview `request`."""
+    """The AdmissionReview `response` for one AdmissionReview `request` (a dict whose
+    `object`, unless it is a DELETE, is a dict: the HTTP handler checks that)."""
     uid = request.get("uid", "")
-    document = request.get("object") or {}
-    if request.get("operation") == "DELETE" or not isinstance(document, dict):
+    if request.get("operation") == "DELETE":
         return {"uid": uid, "allowed": True}
-    base = "spec.template.spec" if document.get("kind") == "VirtualMachine" else "spec"
     try:
-        denials = review(vmi_from_document(document), base, nad_exists)
-    except InvalidConfig as exc:
-        field, _, message = exc.msg.partition(": ")
-        denials = [Denial(field, None, message or exc.msg)]
+        denials = review(vmi_from_document(request.get("object")), nad_exists)
+    except InvalidField as exc:  # the API model itself cannot read the value
+        denials = [Denial(exc.field, exc.value, exc.message)]
     if not denials:
         return {"uid": uid, "allowed": True}
     return {"uid": uid, "allowed": False, "status": {
@@ -78,9 +77,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             review_doc = json.loads(self.rfile.read(length))
-            request = review_doc["request"]
-        except (ValueError, KeyError, TypeError):
-            self._reply(400, "not an AdmissionReview")
+        except ValueError:
+            review_doc = None
+        request = review_doc.get("request") if isinstance(review_doc, dict) else None
+        if not isinstance(request, dict) or (request.get("operation") != "DELETE"
+                                             and not isinstance(request.get("object"), dict)):
+            self._reply(400, "not an AdmissionReview: want {\"request\": {..., \"object\": {...}}}")
             return
         response = admit(request, self.server.nad_exists)
         self._reply(200, {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
@@ -95,7 +97,11 @@ class WebhookServer(ThreadingHTTPServer):
         self.nad_exists = nad_exists
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cert, key)
+        try:
+            context.load_cert_chain(cert, key)
+        except OSError as exc:  # ssl.SSLError is one too
+            self.server_close()
+            raise InvalidConfig(f"TLS certificate {cert} / key {key}: {exc.strerror or exc}") from None
         self.socket = context.wrap_socket(self.socket, server_side=True)
 
     def start(self) -> threading.Thread:

@@ -16,7 +16,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-_PCI = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
+#: the PCI address format KubeVirt's API takes (DDDD:BB:SS.F, hex, function 0-7); the CRD
+#: schema carries it as is. `PciAddress.parse` is the one rule: this format, and a slot
+#: (device) no higher than 0x1f, as PCI has 32 devices per bus.
+PCI_ADDRESS_FORMAT = r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$"
+_PCI = re.compile(PCI_ADDRESS_FORMAT)
+PCI_MAX_SLOT = 0x1F
+#: limits of the guest netplug runs; admission refuses a VM beyond them before anything is made
+MIN_MEMORY_MIB = 16
+MAX_VCPUS = 512
+MAX_ACPI_INDEX = 16383
 
 
 class _Element(BaseModel):
@@ -28,7 +37,7 @@ class PciAddress(_Element):
 
     domain: int = Field(ge=0, le=0xFFFF)
     bus: int = Field(ge=0, le=0xFF)
-    slot: int = Field(ge=0, le=0x1F)
+    slot: int = Field(ge=0, le=PCI_MAX_SLOT)
     function: int = Field(ge=0, le=7)
 
     @classmethod
@@ -36,6 +45,8 @@ class PciAddress(_Element):
         m = _PCI.match(text)
         if not m:
             raise ValueError(f'"{text}" is not a PCI address (want DDDD:BB:SS.F, e.g. 0000:81:01.0)')
+        if int(m.group(3), 16) > PCI_MAX_SLOT:
+            raise ValueError(f'"{text}": PCI slot 0x{m.group(3)} is above 0x{PCI_MAX_SLOT:x} (32 devices per bus)')
         return cls(domain=int(m.group(1), 16), bus=int(m.group(2), 16), slot=int(m.group(3), 16),
                    function=int(m.group(4)))
 
@@ -64,7 +75,7 @@ class DomainInterface(_Element):
     link_state: Literal["up", "down"] | None = None
     boot_order: int | None = Field(default=None, ge=1)
     pci_address: PciAddress | None = None
-    acpi_index: int | None = Field(default=None, ge=1, le=16383)
+    acpi_index: int | None = Field(default=None, ge=1, le=MAX_ACPI_INDEX)
 
 
 class DomainHostdev(_Element):
@@ -94,8 +105,8 @@ class Domain(_Element):
     uuid: str | None = None
     #: "kvm" where hardware virtualization works, "qemu" (TCG) elsewhere
     type: Literal["kvm", "qemu"] = "qemu"
-    memory_mib: int = Field(default=128, ge=16)
-    vcpus: int = Field(default=1, ge=1, le=512)
+    memory_mib: int = Field(default=128, ge=MIN_MEMORY_MIB)
+    vcpus: int = Field(default=1, ge=1, le=MAX_VCPUS)
     machine: str = "pc"
     kernel: str | None = None
     initrd: str | None = None

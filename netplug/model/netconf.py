@@ -17,6 +17,8 @@ from typing import ClassVar, Literal
 import netaddr
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from netplug.model.domain import PciAddress
+
 IFNAME_MAX = 15
 
 
@@ -231,7 +233,6 @@ class BridgeConf(TapBindingBase):
 
 #: where Multus keeps per-attachment device-info files (NPWG device-info spec)
 DEVINFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/cni"
-_PCI_ADDRESS = r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$"
 
 
 class SriovConf(BindingBase):
@@ -241,7 +242,7 @@ class SriovConf(BindingBase):
 
     binding: Literal["sriov"]
     #: the VF's PCI address (Multus injects it from the device plugin)
-    deviceID: str = Field(pattern=_PCI_ADDRESS)
+    deviceID: str
     vlan: int = Field(default=0, ge=0, le=4094)
     vlanQoS: int = Field(default=0, ge=0, le=7)
     vlanProto: Literal["802.1q", "802.1Q", "802.1ad", "802.1AD"] = "802.1q"
@@ -260,6 +261,12 @@ class SriovConf(BindingBase):
         if self.min_tx_rate and self.max_tx_rate and self.min_tx_rate > self.max_tx_rate:
             raise ValueError(f"min_tx_rate {self.min_tx_rate} is above max_tx_rate {self.max_tx_rate}")
         return self
+
+    @field_validator("deviceID")
+    @classmethod
+    def _pci(cls, value: str) -> str:
+        PciAddress.parse(value)
+        return value
 
     @field_validator("CNIDeviceInfoFile")
     @classmethod

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from netplug.errors import InvalidConfig
-from netplug.model import first_error
+from netplug.errors import InvalidConfig, InvalidField
+from netplug.model import invalid_field
 from netplug.model.netconf import DhcpOptions, PortSpec
 
 BINDING_METHODS = ("masquerade", "bridge", "sriov")
@@ -98,6 +98,13 @@ class VirtualMachineInstance(_Api):
     kind: str = "VirtualMachineInstance"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: VMISpec = Field(default_factory=VMISpec)
+    #: where this spec sits in the document it came from: "spec.template.spec" for a
+    #: VirtualMachine, "spec" for a VirtualMachineInstance (field paths in errors start here)
+    _spec_path: str = PrivateAttr(default="spec")
+
+    @property
+    def spec_path(self) -> str:
+        return self._spec_path
 
     def network(self, name: str) -> Network | None:
         return next((n for n in self.spec.networks if n.name == name), None)
@@ -107,11 +114,21 @@ class VirtualMachineInstance(_Api):
         cpu = self.spec.domain.cpu or CPU()
         return max(1, cpu.cores * cpu.sockets * cpu.threads)
 
+    def memory_request(self) -> tuple[str, object]:
+        """(field path under the VMI spec, quantity) of the guest's memory: `memory.guest`,
+        else `resources.requests.memory`, else KubeVirt-like 128Mi."""
+        memory = self.spec.domain.memory if isinstance(self.spec.domain.memory, dict) else {}
+        requests = self.spec.domain.resources.get("requests")
+        requests = requests if isinstance(requests, dict) else {}
+        if memory.get("guest"):
+            return "domain.memory.guest", memory["guest"]
+        if requests.get("memory"):
+            return "domain.resources.requests.memory", requests["memory"]
+        return "domain.resources.requests.memory", "128Mi"
+
     @property
     def memory_mib(self) -> int:
-        guest = (self.spec.domain.memory or {}).get("guest")
-        requested = guest or (self.spec.domain.resources.get("requests") or {}).get("memory") or "128Mi"
-        return parse_memory_mib(str(requested))
+        return parse_memory_mib(str(self.memory_request()[1]))
 
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
@@ -128,22 +145,40 @@ def parse_memory_mib(quantity: str) -> int:
     return max(1, -(-int(size) // (1024**2)))
 
 
+def _object(parent: dict, key: str, where: str) -> dict:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidField(where, value, "must be an object")
+    return value
+
+
 def vmi_from_document(document: Any) -> VirtualMachineInstance:
-    """A VirtualMachineInstance from a VM or VMI document (a VM yields its template)."""
+    """A VirtualMachineInstance from a VM or VMI document (a VM yields its template). A value
+    the model cannot take is an `InvalidField` naming its full path in the document."""
     if not isinstance(document, dict):
         raise InvalidConfig("the document is not a YAML/JSON object")
     kind = document.get("kind")
-    if document.get("apiVersion") != "kubevirt.io/v1" or kind not in ("VirtualMachine", "VirtualMachineInstance"):
-        raise InvalidConfig(
-            f'apiVersion/kind: want kubevirt.io/v1 VirtualMachine or VirtualMachineInstance, '
-            f'got {document.get("apiVersion")}/{kind}')
+    for key, wanted in (("apiVersion", ("kubevirt.io/v1",)), ("kind", ("VirtualMachine", "VirtualMachineInstance"))):
+        if document.get(key) not in wanted:
+            raise InvalidField(key, document.get(key), "want kubevirt.io/v1 VirtualMachine or VirtualMachineInstance")
+    # a VM's VMI spec is its template's: spec.template.spec
+    spec_path = "spec.template.spec" if kind == "VirtualMachine" else "spec"
+    spec: Any = document
+    where = ""
+    for key in spec_path.split("."):
+        where = f"{where}.{key}" if where else key
+        spec = _object(spec, key, where)
+    metadata = _object(document, "metadata", "metadata")
     try:
-        if kind == "VirtualMachine":
-            meta = ObjectMeta.model_validate(document.get("metadata") or {})
-            template = (document.get("spec") or {}).get("template") or {}
-            spec = VMISpec.model_validate(template.get("spec") or {})
-            return VirtualMachineInstance(metadata=meta, spec=spec)
-        return VirtualMachineInstance.model_validate(document)
+        meta = ObjectMeta.model_validate(metadata)
     except ValidationError as exc:
-        where, first = first_error(exc)
-        raise InvalidConfig(f"{where}: {first['msg']}") from None
+        raise invalid_field(exc, "metadata") from None
+    try:
+        vmi_spec = VMISpec.model_validate(spec)
+    except ValidationError as exc:
+        raise invalid_field(exc, spec_path) from None
+    vmi = VirtualMachineInstance(metadata=meta, spec=vmi_spec)
+    vmi._spec_path = spec_path
+    return vmi

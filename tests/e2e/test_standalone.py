@@ -106,6 +106,8 @@ def _connect(host: str, port: int) -> str | None:
     (open(TESTVM).read().replace("pod: {}", "multus:\n            networkName: blue"), "masquerade is only allowed"),
     (open(TESTVM).read().replace("masquerade: {}", "bridge: {}").replace("pod: {}", "multus:\n            networkName: blue"),
      '"default/blue" not found'),
+    (open(TESTVM).read().replace("name: testvm", "name: ../../../../evil"), 'metadata.name: must be a DNS-1123'),
+    (open(TESTVM).read().replace("name: testvm", "name: testvm\n  namespace: a_b"), 'metadata.namespace: must be'),
 ])
 def test_bad_input_is_one_line_and_creates_nothing(cli, tmp_path, content, text):
     path = tmp_path / "vm.yaml"
@@ -114,6 +116,7 @@ def test_bad_input_is_one_line_and_creates_nothing(cli, tmp_path, content, text)
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.count("\n") == 1 and text in run.stderr and "Traceback" not in run.stderr
     _nothing_left(str(tmp_path / "state"))
+    assert not os.path.exists(os.path.join(tmp_path, "evil")), "a VM name escaped the state dir"
 
 
 def test_down_cleans_up_after_a_killed_up(cli, tmp_path):
@@ -130,13 +133,18 @@ def test_down_cleans_up_after_a_killed_up(cli, tmp_path):
 
 
 def test_two_ups_at_once_do_not_collide(cli, tmp_path):
+    """Two VMs come up side by side; a second up of one of them at the same moment says
+    "already up" and leaves the first one running."""
     second = tmp_path / "testvm2.yaml"
     second.write_text(open(TESTVM).read().replace("name: testvm", "name: testvm2"))
     procs = [subprocess.Popen([sys.executable, "-m", "runtime.cli", "up", path], cwd=REPO, env=cli.env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for path in (TESTVM, str(second))]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for path in (TESTVM, str(second), TESTVM)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert codes[1] == 0 and sorted([codes[0], codes[2]]) == [0, 2], outputs
+    loser = outputs[0] if codes[0] == 2 else outputs[2]
+    assert "already up" in loser[1] and loser[1].count("\n") == 1 and "undoing" not in loser[0], loser
     rows = {line.split()[0]: line.split()[2:] for line in cli("get", "vms").stdout.splitlines()[1:]}
     assert rows == {"testvm": ["Running", "true"], "testvm2": ["Running", "true"]}
     ips = {i["ipAddress"] for item in json.loads(cli("get", "vmis", "-o", "json").stdout)["items"]

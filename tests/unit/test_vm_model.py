@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from netplug.errors import InvalidConfig
+from netplug.errors import InvalidConfig, InvalidField
 from netplug.guest import domain_name
 from netplug.model.vm import parse_memory_mib, vmi_from_document
 
@@ -54,9 +55,32 @@ def test_interface_with_two_bindings_has_none() -> None:
 @pytest.mark.parametrize("document, text", [
     ({"apiVersion": "v1", "kind": "Pod"}, "kubevirt.io/v1 VirtualMachine"),
     ([1, 2], "not a YAML/JSON object"),
-    ({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": {"name": "v"},
-      "spec": {"domain": {"devices": {"interfaces": [{"name": "a", "ports": [{"port": 0}]}]}}}}, "port"),
 ])
-def test_bad_documents_are_refused_with_the_field(document: object, text: str) -> None:
+def test_bad_documents_are_refused(document: object, text: str) -> None:
     with pytest.raises(InvalidConfig, match=text):
         vmi_from_document(document)
+
+
+VMI_PORT_0 = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": {"name": "v"},
+              "spec": {"domain": {"devices": {"interfaces": [{"name": "a", "ports": [{"port": 0}]}]}}}}
+
+
+@pytest.mark.parametrize("document, field, value", [
+    (VMI_PORT_0, "spec.domain.devices.interfaces[0].ports[0].port", 0),
+    ({**VMI_PORT_0, "kind": "VirtualMachine", "spec": {"template": {"spec": VMI_PORT_0["spec"]}}},
+     "spec.template.spec.domain.devices.interfaces[0].ports[0].port", 0),
+    ({**VMI_PORT_0, "metadata": {"name": 7}}, "metadata.name", 7),
+    ({**VMI_PORT_0, "kind": "VirtualMachine", "spec": {"template": "x"}}, "spec.template", "x"),
+])
+def test_a_value_the_model_refuses_names_its_kubevirt_path_and_value(document: dict, field: str, value: object) -> None:
+    with pytest.raises(InvalidField) as refused:
+        vmi_from_document(document)
+    assert (refused.value.field, refused.value.value) == (field, value)
+    assert refused.value.msg.startswith(field + ": ") and f"(value {json.dumps(value)})" in refused.value.msg
+
+
+def test_a_vm_reviews_under_its_template_and_a_vmi_under_spec() -> None:
+    vm = yaml.safe_load(TESTVM.read_text())
+    assert vmi_from_document(vm).spec_path == "spec.template.spec"
+    vmi = {**vm, "kind": "VirtualMachineInstance", "spec": vm["spec"]["template"]["spec"]}
+    assert vmi_from_document(vmi).spec_path == "spec"
