@@ -91,7 +91,9 @@ def _network_statuses(pod: dict | None) -> list[NetworkStatus]:
 
 def interfaces(model: VirtualMachineInstance, pod: dict | None, running: bool) -> list[dict]:
     statuses = _network_statuses(pod)
-    by_interface = {s.interface: s for s in statuses if s.interface}
+    by_interface = {}
+    for entry in statuses:
+        by_interface.setdefault(entry.interface, entry)
     default = next((s for s in statuses if s.default), None)
     pod_ips = [entry.get("ip") for entry in ((pod or {}).get("status") or {}).get("podIPs") or [] if entry.get("ip")]
     found = []
@@ -100,7 +102,12 @@ def interfaces(model: VirtualMachineInstance, pod: dict | None, running: bool) -
         if iface.state == "absent" or network is None or iface.binding is None:
             continue
         pod_iface = pod_interface_of(network)
-        entry = (default or by_interface.get("eth0")) if pod_iface == "eth0" else by_interface.get(pod_iface)
+        if pod_iface == "eth0":
+            entry = default or by_interface.get("eth0")
+        else:  # the network's own entry: a binding delegate on the same pod interface reports it too
+            own = network.multus.nad_key(model.metadata.namespace) if network.multus else None
+            entry = next((s for s in statuses if s.interface == pod_iface and s.name == own),
+                         by_interface.get(pod_iface))
         sources = (["domain"] if running else []) + (["multus-status"] if network.multus and entry else [])
         if not sources:
             continue

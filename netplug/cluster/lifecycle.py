@@ -167,9 +167,10 @@ def _ever_ran(vmi: dict) -> bool:
     return any(t.get("phase") == "Running" for t in (vmi.get("status") or {}).get("phaseTransitionTimestamps") or [])
 
 
-def start_failure(vm: dict, vmi: dict | None, now: dt.datetime) -> dict | None:
+def start_failure(vm: dict, vmi: dict | None, now: dt.datetime, backoff: float = START_BACKOFF_BASE) -> dict | None:
     """KubeVirt's startFailure: consecutive VMIs that failed before they ever ran, and when the
-    next may start; cleared once a VMI runs."""
+    next may start (`backoff` seconds after the first failure, doubling, at most
+    START_BACKOFF_MAX); cleared once a VMI runs."""
     previous = (vm.get("status") or {}).get("startFailure")
     if vmi is None:
         return previous
@@ -177,7 +178,7 @@ def start_failure(vm: dict, vmi: dict | None, now: dt.datetime) -> dict | None:
         return None
     if _phase(vmi) == "Failed" and (previous or {}).get("lastFailedVMIUID") != meta(vmi).get("uid"):
         count = int((previous or {}).get("consecutiveFailCount") or 0) + 1
-        delay = min(START_BACKOFF_MAX, START_BACKOFF_BASE * 2 ** (count - 1))
+        delay = min(START_BACKOFF_MAX, backoff * 2 ** (count - 1))
         return {"consecutiveFailCount": count, "lastFailedVMIUID": meta(vmi).get("uid"),
                 "retryAfterTimestamp": timestamp(now + dt.timedelta(seconds=delay))}
     return previous
@@ -215,7 +216,7 @@ def printable_status(vm: dict, vmi: dict | None, *, stopping: bool = False,
 
 
 def vm_status(vm: dict, vmi: dict | None, action: Action, now: dt.datetime,
-              error: tuple[str, str] | None = None) -> dict:
+              error: tuple[str, str] | None = None, start_backoff: float = START_BACKOFF_BASE) -> dict:
     """The VM's whole status after this pass. `vmi` is the VM's VMI as it is now (the one just
     created, or None), `action` what was done, `error` (reason, message) what went wrong."""
     old = vm.get("status") or {}
@@ -236,7 +237,7 @@ def vm_status(vm: dict, vmi: dict | None, action: Action, now: dt.datetime,
         requests.append({"action": "Start"})
     if requests:
         status["stateChangeRequests"] = requests
-    failure = start_failure(vm, vmi, now)
+    failure = start_failure(vm, vmi, now, start_backoff)
     if failure:
         status["startFailure"] = failure
     previous = old.get("conditions") or []

@@ -51,6 +51,8 @@ class ReconcileSettings:
     default_binding: str = lifecycle.DEFAULT_BINDING
     #: how soon an object that cannot be made (a missing NAD, an invalid spec) is tried again
     retry_invalid_after: float = 30.0
+    #: the delay before restarting a VMI that failed before it ran (doubles each time)
+    start_backoff: float = lifecycle.START_BACKOFF_BASE
 
 
 def status_patch(old: dict, new: dict) -> dict | None:
@@ -139,7 +141,8 @@ class Reconciler:
                 requeue = self.settings.retry_invalid_after
         elif action.kind == "stop":
             vmi = self._stop(vm, vmi, action.why)
-        self._write_status(VMS, vm, lifecycle.vm_status(vm, vmi, action, now, error))
+        self._write_status(VMS, vm, lifecycle.vm_status(vm, vmi, action, now, error,
+                                                          self.settings.start_backoff))
         return requeue
 
     def _start(self, vm: dict) -> tuple[dict | None, tuple[str, str] | None]:
