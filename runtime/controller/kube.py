@@ -68,7 +68,11 @@ class ApiError(Exception):
         return self.status in (0, 409, 429) or self.status >= 500
 
 
-def load_api_client(kubeconfig: str | None = None, server: str | None = None) -> client.ApiClient:
+USER_AGENT = "netplug-controller"
+
+
+def load_api_client(kubeconfig: str | None = None, server: str | None = None,
+                    user_agent: str = USER_AGENT) -> client.ApiClient:
     """The in-cluster service account, else a kubeconfig; `server` alone (no credentials) for
     tests and `kubectl proxy`."""
     configuration = client.Configuration()
@@ -81,7 +85,9 @@ def load_api_client(kubeconfig: str | None = None, server: str | None = None) ->
             config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
             config.load_kube_config(client_configuration=configuration)
-    return client.ApiClient(configuration)
+    api_client = client.ApiClient(configuration)
+    api_client.user_agent = user_agent  # what audit logs and API priority and fairness see
+    return api_client
 
 
 class Watch:

@@ -68,6 +68,8 @@ class ApiServer(kmock.KubernetesEmulator):
     _writes: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     #: the injected failures that were served
     failed: list = attrs.field(factory=list, init=False)
+    #: every Kubernetes request: (User-Agent, method, resource, subresource, namespace, name, query)
+    seen: list = attrs.field(factory=list, init=False)
 
     def fail(self, method: str, plural: str, status: int = 500, subresource: str | None = None, times: int = 1,
              reason: str = "InternalError") -> None:
@@ -152,6 +154,8 @@ class ApiServer(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if request.resource is None:
             return await super()._handle(request)
+        self.seen.append((request.headers.get("User-Agent", ""), request.method.value.upper(), request.resource,
+                          request.subresource, request.namespace, request.name, dict(request.params)))
         failure = self._injected(request)
         if failure is not None:
             raise failure

@@ -48,7 +48,7 @@ class Cluster:
 
     def __init__(self, server: ApiServer, url: str) -> None:
         self.server, self.url = server, url
-        self.api_client = load_api_client(server=url)
+        self.api_client = load_api_client(server=url, user_agent="tests")
         self.custom = client.CustomObjectsApi(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
         self.coordination = client.CoordinationV1Api(self.api_client)
