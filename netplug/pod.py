@@ -1,10 +1,12 @@
 """What a VM's launcher pod needs from the network, decided from the VM spec alone.
 
 `plan_pod(vmi, nads, node)` gives the pod's attachments in order, as Multus makes them: the
-pod network (the node's primary CNI, with netplug's binding chained for a masquerade or
-bridge interface), then each Multus network with KubeVirt's `pod<h>` interface name and the
-NAD's conflist (netplug's bridge binding chained for a bridge interface; an SR-IOV NAD's own
-plugin is netplug's sriov binding). It also checks the KubeVirt network rules a webhook would
+pod network (the node's primary CNI, or the NAD of a Multus default network, with netplug's
+binding chained for a masquerade or bridge interface), then each Multus network with
+KubeVirt's `pod<h>` interface name and the NAD's conflist (netplug's bridge binding chained
+for a bridge interface; an SR-IOV NAD's own plugin is netplug's sriov binding). Each
+attachment also keeps its binding entry on its own (`binding`), for the controller, which
+cannot chain into a cluster's CNI configs and gives Multus the entry as a delegate instead. It also checks the KubeVirt network rules a webhook would
 (names match one to one, one pod network, masquerade only there, NADs exist), naming the
 field. Used by the standalone runner and by `netplug render`.
 
@@ -48,6 +50,10 @@ class PodAttachment:
     conflist: dict
     default: bool = False
     selection: NetworkSelectionElement | None = None
+    #: netplug's binding entry chained into `conflist` (None: the network has no netplug binding)
+    binding: dict | None = None
+    #: the NetworkAttachmentDefinition ("<namespace>/<name>") the attachment comes from
+    nad: str | None = None
 
 
 @dataclass
@@ -58,6 +64,11 @@ class PodPlan:
     def selections(self) -> list[NetworkSelectionElement]:
         """The pod's k8s.v1.cni.cncf.io/networks annotation."""
         return [a.selection for a in self.attachments if a.selection is not None]
+
+    @property
+    def default_network(self) -> str | None:
+        """The NAD of a Multus default network (Multus's v1.multus-cni.io/default-network)."""
+        return next((a.nad for a in self.attachments if a.default and a.nad), None)
 
 
 def _binding_entry(vmi: VirtualMachineInstance, iface: Interface, network: Network) -> dict:
@@ -97,25 +108,32 @@ def plan_pod(vmi: VirtualMachineInstance, nads: list[NetworkAttachmentDefinition
         assert network is not None
         if network.pod is not None:
             conflist = node.conflist()
-            conflist["plugins"].append(_binding_entry(vmi, iface, network))
+            entry = _binding_entry(vmi, iface, network)
+            conflist["plugins"].append(entry)
             plan.attachments.insert(0, PodAttachment(network=f"{namespace}/{conflist['name']}", ifname="eth0",
-                                                     conflist=conflist, default=True))
+                                                     conflist=conflist, default=True, binding=entry))
             continue
         assert network.multus is not None
-        ref = network.multus.networkName
-        nad_namespace, _, nad_name = ref.rpartition("/")
-        key = f"{nad_namespace or namespace}/{nad_name}"
+        key = network.multus.nad_key(namespace)
+        nad_namespace, _, nad_name = key.partition("/")
         nad = by_key.get(key)
         if nad is None:
             raise InvalidConfig(f'networks[{network.name}].multus.networkName: NetworkAttachmentDefinition "{key}" '
                                 "not found (give it with --nad)")
         conflist = nad.conflist()
+        entry = None
         if iface.binding == "bridge":
-            conflist["plugins"].append(_binding_entry(vmi, iface, network))
+            entry = _binding_entry(vmi, iface, network)
+            conflist["plugins"].append(entry)
+        if network.multus.default:  # the pod's primary network, eth0, instead of the node's
+            plan.attachments.insert(0, PodAttachment(network=key, ifname="eth0", conflist=conflist, default=True,
+                                                     binding=entry, nad=key))
+            continue
         ifname = naming.pod_interface_for_network(network.name)
-        selection = NetworkSelectionElement(name=nad_name, namespace=nad_namespace or namespace, interface=ifname,
+        selection = NetworkSelectionElement(name=nad_name, namespace=nad_namespace, interface=ifname,
                                             mac=iface.macAddress.lower() if iface.macAddress else None)
-        plan.attachments.append(PodAttachment(network=key, ifname=ifname, conflist=conflist, selection=selection))
+        plan.attachments.append(PodAttachment(network=key, ifname=ifname, conflist=conflist, selection=selection,
+                                              binding=entry, nad=key))
     if not any(a.default for a in plan.attachments):
         # a VM without a pod network interface still has a pod with eth0
         plan.attachments.insert(0, PodAttachment(network=f"{namespace}/{node.name}", ifname="eth0",

@@ -10,6 +10,7 @@
     netplug describe vm NAME   interfaces, links, leases, NAT, events
     netplug doctor NAME   check the VM's network path hop by hop
     netplug webhook       the validating admission webhook (AdmissionReview over HTTPS)
+    netplug controller    VMs to VMIs to launcher pods on a cluster (leader-elected)
     netplug render cni|domain|pod FILE   what a VM would get, offline
 """
 
@@ -130,6 +131,12 @@ def cmd_webhook(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_controller(args: argparse.Namespace) -> int:
+    from runtime.controller import serve
+
+    return serve(args)
+
+
 def cmd_console(args: argparse.Namespace) -> int:
     print(_standalone(args).console(args.name), end="")
     return 0
@@ -199,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     launch = sub.add_parser("launch", help="run a VM inside its wired pod netns (virt-launcher)")
     launch.add_argument("vmi", help="VirtualMachine or VirtualMachineInstance YAML")
-    launch.add_argument("--netns", required=True, help="the pod's netns path")
+    launch.add_argument("--netns", help="the pod's netns path (omit inside the launcher pod itself)")
     launch.add_argument("--state-dir", required=True, help="status.json, serial.log, domain.xml, control.sock")
     launch.add_argument("--kernel", help="boot this kernel directly (with --initrd, --cmdline)")
     launch.add_argument("--initrd")
@@ -207,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     launch.add_argument("--disk", action="append", metavar="VOLUME=PATH", help="image for a volume")
     launch.add_argument("--network-status", metavar="FILE",
                         help="the pod's network-status annotation (SR-IOV VFs' PCI addresses)")
+    launch.add_argument("--termination-log", metavar="FILE",
+                        help="write the final phase and reason here (a container's terminationMessagePath)")
     launch.add_argument("--log-level", default=os.environ.get("NETPLUG_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     launch.set_defaults(func=cmd_launch)
@@ -238,6 +247,25 @@ def main(argv: list[str] | None = None) -> int:
     webhook.add_argument("--address", default="0.0.0.0")
     webhook.add_argument("--port", type=int, default=8443)
     webhook.set_defaults(func=cmd_webhook)
+    controller = sub.add_parser("controller", help="run the controller: VMs to VMIs to launcher pods")
+    controller.add_argument("--kubeconfig", help="default: the in-cluster service account, else ~/.kube/config")
+    controller.add_argument("--server", help="an API server URL without credentials (kubectl proxy, tests)")
+    controller.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "netplug-system"),
+                            help="where the leader Lease and netplug's binding NADs are")
+    controller.add_argument("--identity", default=os.environ.get("POD_NAME") or f"{os.uname().nodename}_{os.getpid()}",
+                            help="this candidate's name in the Lease")
+    controller.add_argument("--launcher-image", default=os.environ.get("NETPLUG_LAUNCHER_IMAGE", "netplug:latest"))
+    controller.add_argument("--default-binding", choices=["bridge", "masquerade"], default="bridge",
+                            help="binding of the interface a VM without networks gets (KubeVirt's default: bridge)")
+    controller.add_argument("--workers", type=int, default=2)
+    controller.add_argument("--lease-duration", type=float, default=15.0)
+    controller.add_argument("--renew-deadline", type=float, default=10.0)
+    controller.add_argument("--retry-period", type=float, default=2.0)
+    controller.add_argument("--metrics-address", default="0.0.0.0")
+    controller.add_argument("--metrics-port", type=int, default=8080)
+    controller.add_argument("--log-level", default=os.environ.get("NETPLUG_LOG_LEVEL", "INFO"),
+                            choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    controller.set_defaults(func=cmd_controller)
     console = sub.add_parser("console", help="print the VM's serial console log")
     console.add_argument("name")
     console.set_defaults(func=cmd_console)

@@ -1,18 +1,23 @@
 """`netplug launch`: run one VM inside its pod's network namespace (KubeVirt's virt-launcher).
 
-    netplug launch VMI.yaml --netns /run/netns/POD --state-dir DIR \\
-        [--kernel K --initrd I --cmdline C] [--disk VOLUME=PATH] [--network-status FILE]
+    netplug launch VMI.yaml [--netns /run/netns/POD] --state-dir DIR \\
+        [--kernel K --initrd I --cmdline C] [--disk VOLUME=PATH] [--network-status FILE] \\
+        [--termination-log FILE]
 
 (--network-status: the pod's k8s.v1.cni.cncf.io/network-status, as the downward API mounts
-it; SR-IOV interfaces take their VF's PCI address from its device-info.)
+it; SR-IOV interfaces take their VF's PCI address from its device-info. Without --netns the
+launcher is already in its pod, as the compute container of a launcher pod: its netns and
+mount namespace are the pod's own. --termination-log: where the final reason goes, the
+container's terminationMessagePath, which the controller reads.)
 
-1. enter the pod netns for good and give the process a private /run (libvirt leaves nothing
-   on the host);
+1. with --netns, enter the pod netns for good and give the process a private /run (libvirt
+   leaves nothing on the host);
 2. observe how the pod was wired for each VM interface (tap, MTU, the pod identity's MAC);
 3. plan the domain (netplug.guest), log it, start it with libvirt's embedded QEMU driver
    (TCG unless KVM can really run guests: detected, not configured);
 4. report status to DIR/status.json — phase Scheduled → Running → Succeeded/Failed, and
-   `interfaces` as KubeVirt puts them in a VMI's status;
+   `interfaces` as KubeVirt puts them in a VMI's status; DIR/ready exists while the domain
+   runs (a launcher pod's readiness probe reads it);
 5. serve hotplug on DIR/control.sock (one JSON request per connection: attach or detach an
    interface on a network the pod was already wired for);
 6. on SIGTERM or SIGINT destroy the domain; exit when the domain has stopped.
@@ -121,7 +126,7 @@ def write_status_file(state_dir: str, status: dict) -> None:
 
 class Launcher:
     def __init__(self, vmi: VirtualMachineInstance, state_dir: str, boot: BootSource,
-                 statuses: list[NetworkStatus] | None = None) -> None:
+                 statuses: list[NetworkStatus] | None = None, termination_log: str | None = None) -> None:
         self.vmi = vmi
         self.statuses = statuses or []
         self.state_dir = state_dir
@@ -134,10 +139,21 @@ class Launcher:
         self.hypervisor: EmbeddedHypervisor | None = None
         self.dom = None
         self.wired: dict[str, WiredInterface] = {}
+        self.termination_log = termination_log
 
     def write_status(self, **changes: object) -> None:
         self.status.update(changes, updated=time.time())
         write_status_file(self.state_dir, self.status)
+        ready = os.path.join(self.state_dir, "ready")
+        if self.status["phase"] == "Running":
+            with open(ready, "w") as f:
+                f.write(self.status["domain"] + "\n")
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(ready)
+        if self.status["phase"] in ("Succeeded", "Failed") and self.termination_log:
+            with contextlib.suppress(OSError), open(self.termination_log, "w") as f:
+                f.write(f'{self.status["phase"]}: {self.status.get("reason") or "the domain stopped"}')
         log.info("status %s", self.status["phase"], extra={"data": self.status})
 
     def start(self) -> None:
@@ -310,11 +326,15 @@ def _prepare(args: argparse.Namespace, state_dir: str) -> Launcher:
         if not sep or not os.path.isabs(path) or not os.path.isfile(path):
             raise InvalidConfig(f'--disk "{item}": want VOLUME=/absolute/path/to/an/image')
         disks[volume] = path
-    netns.enter_for_process(args.netns)
-    netns.private_run_dir()
+    if args.netns:  # in a cluster the launcher already runs in its pod's netns
+        netns.enter_for_process(args.netns)
+        netns.private_run_dir()
     statuses = []
     if args.network_status:
         with open(args.network_status) as f:
-            statuses = parse_network_status(f.read())
+            text = f.read()
+        # empty when the pod has no network-status (the downward API writes the annotation as is)
+        statuses = parse_network_status(text) if text.strip() else []
     return Launcher(vmi, state_dir, BootSource(kernel=args.kernel, initrd=args.initrd,
-                                               cmdline=args.cmdline, disks=disks), statuses)
+                                               cmdline=args.cmdline, disks=disks), statuses,
+                    termination_log=args.termination_log)

@@ -52,6 +52,12 @@ class MultusNetwork(_Api):
     networkName: str
     default: bool = False
 
+    def nad_key(self, namespace: str) -> str:
+        """The NetworkAttachmentDefinition as "<namespace>/<name>" (its namespace defaults to
+        the VM's, `namespace`)."""
+        nad_namespace, _, nad_name = self.networkName.rpartition("/")
+        return f"{nad_namespace or namespace}/{nad_name}"
+
 
 class Network(_Api):
     name: str

@@ -13,6 +13,12 @@ import jsonschema
 import pytest
 import yaml
 
+from netplug import naming
+from netplug.cluster.launcher_pod import BINDING_NADS, LauncherSettings, launcher_pod
+from netplug.cluster.lifecycle import desired_vmi
+from netplug.cni.skel import Request, load_binding
+from netplug.model.multus import NetworkAttachmentDefinition, parse_networks
+
 ROOT = Path(__file__).parents[2]
 MANIFESTS = ROOT / "manifests"
 CRDS = yaml.safe_load_all((MANIFESTS / "base" / "crds.yaml").read_text())
@@ -79,14 +85,77 @@ def rendered() -> list[dict]:
 def test_kustomize_renders_everything(rendered: list[dict]) -> None:
     kinds = sorted(d["kind"] for d in rendered)
     assert kinds == sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
-                            "DaemonSet", "ServiceAccount", "Deployment", "Service", "ValidatingWebhookConfiguration"])
+                            "DaemonSet", "ServiceAccount", "Deployment", "Service", "ValidatingWebhookConfiguration",
+                            "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment",
+                            "NetworkAttachmentDefinition", "NetworkAttachmentDefinition",
+                            "NetworkAttachmentDefinition"])
+
+
+#: Multus's CRD schema for NetworkAttachmentDefinitions (k8s.cni.cncf.io/v1), which
+#: kubernetes-validate does not know: a CRD of Multus's, not Kubernetes's
+NAD_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata"],
+    "properties": {
+        "apiVersion": {"const": "k8s.cni.cncf.io/v1"}, "kind": {"const": "NetworkAttachmentDefinition"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {"type": "object", "properties": {"config": {"type": "string"}}, "additionalProperties": False},
+    },
+}
+NAD_EXAMPLES = sorted((MANIFESTS / "examples").glob("nad-*.yaml"))
 
 
 def test_every_object_is_valid_kubernetes(rendered: list[dict]) -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     version = kubernetes_validate.latest_version()
     for document in rendered:
+        if document["kind"] == "NetworkAttachmentDefinition":
+            jsonschema.validate(document, NAD_SCHEMA)
+            NetworkAttachmentDefinition.from_document(document)
+            continue
         kubernetes_validate.validate(document, version, strict=True)
+
+
+@pytest.mark.parametrize("example", NAD_EXAMPLES, ids=[e.name for e in NAD_EXAMPLES])
+def test_example_nads_are_valid(example: Path) -> None:
+    document = yaml.safe_load(example.read_text())
+    jsonschema.validate(document, NAD_SCHEMA)
+    NetworkAttachmentDefinition.from_document(document).conflist()
+
+
+def test_the_binding_nads_the_controller_names_are_deployed_and_take_its_cni_args(rendered: list[dict]) -> None:
+    """Every netplug binding entry a launcher pod gets names a NAD the manifests deploy, and that
+    NAD's config with the entry's cni-args is a binding config netplug's CNI accepts, for the
+    pod interface the controller means."""
+    deployed = {(d["metadata"]["namespace"], d["metadata"]["name"]): NetworkAttachmentDefinition.from_document(d)
+                for d in rendered if d["kind"] == "NetworkAttachmentDefinition"}
+    assert {name for _, name in deployed} == set(BINDING_NADS.values())
+    examples = [NetworkAttachmentDefinition.from_document(yaml.safe_load(p.read_text())) for p in NAD_EXAMPLES]
+    seen = set()
+    # masquerade on eth0 and bridge on "blue"; bridge on eth0
+    for vmi in (_vmi("testvm-secondary.yaml"), _vmi("testvm.yaml", [{"name": "default", "bridge": {}}])):
+        pod = launcher_pod(vmi, examples, LauncherSettings())
+        for element in parse_networks(pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"]):
+            nad = deployed.get((element.namespace, element.name))
+            if element.cni_args is None:
+                continue  # a network of the user's own
+            assert nad is not None, f"{element.namespace}/{element.name} is not deployed"
+            config = nad.conflist()["plugins"][0] | {"cniVersion": "1.0.0", "args": {"cni": element.cni_args}}
+            binding = load_binding(Request(command="ADD", ifname="net1", config=config))
+            expected = "eth0" if element.name != "netplug-bridge" else naming.pod_interface_for_network("blue")
+            assert (binding.binding, binding.podInterface, binding.vmInterface) == (
+                config["binding"], expected, element.cni_args["vmInterface"])
+            seen.add(element.name)
+    assert seen == set(BINDING_NADS.values())
+
+
+def _vmi(example: str, interfaces: list[dict] | None = None) -> dict:
+    vm = yaml.safe_load((MANIFESTS / "examples" / example).read_text())
+    vm["metadata"].update(namespace="default", uid="vm-uid")
+    if interfaces is not None:
+        vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"] = interfaces
+    vmi = desired_vmi(vm)
+    vmi["metadata"]["uid"] = "vmi-uid"
+    return vmi
 
 
 def test_validation_can_fail() -> None:
