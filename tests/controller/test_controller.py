@@ -187,7 +187,7 @@ def test_an_invalid_vm_gets_an_event_and_an_error_status_and_nothing_else(cluste
     field = "spec.template.spec.networks[1].multus.networkName"
     event = eventually(lambda: next((e for e in cluster.events("testvm") if e["reason"] == "FailedCreate"), None),
                        "a FailedCreate event")
-    assert event["type"] == "Warning" and field in event["message"] and "'blue'" in event["message"]
+    assert event["type"] == "Warning" and field in event["message"] and '(value "blue")' in event["message"]
     status = eventually(lambda: (cluster.vm("testvm") or {}).get("status"), "a VM status")
     failure = next(c for c in status["conditions"] if c["type"] == "Failure")
     assert failure["status"] == "True" and failure["reason"] == "FailedCreate" and field in failure["message"]
