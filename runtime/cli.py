@@ -147,27 +147,28 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     from netplug.bindings.base import WiredInterface
     from netplug.guest import BootSource, plan_domain, pod_interface_of
-    from netplug.model.multus import NetworkAttachmentDefinition, render_networks
+    from netplug.model.multus import NetworkAttachmentDefinition
     from netplug.naming import tap_name
     from netplug.pod import NodeNetwork, plan_pod
     from netplug.render.libvirt_xml import domain_to_xml, to_string
     from runtime.standalone import load_vm, load_yaml_documents
 
-    vmi, _ = load_vm(args.file)
+    vmi, document = load_vm(args.file)
     nads = [NetworkAttachmentDefinition.from_document(d) for p in args.nad or [] for d in load_yaml_documents(p)]
     plan = plan_pod(vmi, nads, NodeNetwork())
     if args.what == "cni":
         print(json.dumps([{"network": a.network, "ifname": a.ifname, "conflist": a.conflist} for a in plan.attachments],
                          indent=2))
-    elif args.what == "pod":
+    elif args.what == "pod":  # the launcher pod the controller would create for it
         import yaml
-        annotations = {"kubevirt.io/domain": vmi.metadata.name}
-        if plan.selections:
-            annotations["k8s.v1.cni.cncf.io/networks"] = render_networks(plan.selections)
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"generateName": f"virt-launcher-{vmi.metadata.name}-", "namespace": vmi.metadata.namespace,
-                            "annotations": annotations, "labels": {"kubevirt.io": "virt-launcher"}},
-               "spec": {"containers": [{"name": "compute", "command": ["netplug", "launch", "/var/run/netplug/vm.yaml"]}]}}
+
+        from netplug.cluster.launcher_pod import LauncherSettings, launcher_pod
+        from netplug.cluster.lifecycle import desired_vmi
+
+        is_vm = document.get("kind") == "VirtualMachine"
+        document.setdefault("metadata", {}).setdefault("namespace", vmi.metadata.namespace)
+        pod = launcher_pod(desired_vmi(document) if is_vm else document, nads, LauncherSettings(),
+                           base="spec.template.spec" if is_vm else "spec")
         print(yaml.safe_dump(pod, sort_keys=False), end="")
     else:  # domain, as the launcher would render it for a freshly wired pod (MTU assumed 1500)
         wired = {}

@@ -202,3 +202,17 @@ def test_interfaces_from_network_status_and_the_binding_macs() -> None:
     assert [(i["name"], i["infoSource"]) for i in scheduled["interfaces"]] == [
         ("blue", "multus-status"), ("red", "multus-status")]
     assert scheduled["conditions"][0]["status"] == "False"
+
+
+def test_netplug_render_pod_shows_the_controllers_launcher_pod(capsys) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from runtime.cli import main
+
+    examples = Path(__file__).parents[2] / "manifests" / "examples"
+    assert main(["render", "pod", str(examples / "testvm-secondary.yaml"), "--nad", str(examples / "nad-blue.yaml")]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert [e["name"] for e in annotation(shown)] == ["netplug-masquerade", "blue", "netplug-bridge"]
+    assert shown["spec"]["containers"][0]["command"][:2] == ["netplug", "launch"]
