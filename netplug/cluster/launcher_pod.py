@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from netplug.admission import review
 from netplug.cluster.objects import MANAGED_BY, meta, owner_reference, short_hash
-from netplug.errors import InvalidConfig
+from netplug.errors import InvalidField
 from netplug.model.multus import (
     NETWORKS_ANNOTATION,
     STATUS_ANNOTATION,
@@ -70,15 +70,16 @@ def pod_name(vmi: dict) -> str:
 
 
 def vmi_model(vmi: dict, base: str = "spec") -> VirtualMachineInstance:
-    """The API model of a VMI document; errors name the field under `base` (the VMI spec's
-    path: "spec", or "spec.template.spec" when the VMI is a VM's template)."""
+    """The API model of a VMI document; errors name the field under `base` (where the VMI's
+    spec sits for the user: "spec", or "spec.template.spec" when it is a VM's template)."""
     try:
-        return vmi_from_document(vmi)
-    except InvalidConfig as exc:
-        message = exc.msg
-        if message.startswith("spec.") and base != "spec":
-            message = base + message[len("spec"):]
-        raise InvalidConfig(message) from None
+        model = vmi_from_document(vmi)
+    except InvalidField as exc:
+        if base != "spec" and (exc.field == "spec" or exc.field.startswith("spec.")):
+            raise InvalidField(base + exc.field[len("spec"):], exc.value, exc.message) from None
+        raise
+    model._spec_path = base
+    return model
 
 
 def check(vmi: dict, nads: list[NetworkAttachmentDefinition], base: str = "spec") -> VirtualMachineInstance:
@@ -89,7 +90,7 @@ def check(vmi: dict, nads: list[NetworkAttachmentDefinition], base: str = "spec"
     keys = {nad.key for nad in nads}
     denials = review(model, lambda namespace, name: f"{namespace}/{name}" in keys)
     if denials:
-        raise InvalidConfig(str(denials[0]))
+        raise InvalidField(denials[0].field, denials[0].value, denials[0].message)
     return model
 
 

@@ -16,7 +16,7 @@ Run strategies (`spec.running: true` is Always, `false` or neither is Halted):
 `printable_status` follows KubeVirt's order of precedence: Terminating, Stopping, Running,
 ErrorUnschedulable, ErrImagePull, ImagePullBackOff, Starting, CrashLoopBackOff, Stopped, Unknown.
 
-May import: netplug.cluster.objects, netplug.admission, netplug.errors.
+May import: netplug.cluster.objects, netplug.errors.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import copy
 import datetime as dt
 from dataclasses import dataclass
 
-from netplug.admission import Denial
 from netplug.cluster.objects import (
     FINAL_PHASES,
     FINALIZER,
@@ -39,7 +38,7 @@ from netplug.cluster.objects import (
     set_condition,
     timestamp,
 )
-from netplug.errors import InvalidConfig
+from netplug.errors import InvalidConfig, InvalidField
 
 RUN_STRATEGIES = ("Always", "RerunOnFailure", "Manual", "Halted", "Once")
 #: a VMI that keeps failing before it ever ran is restarted after 10 s, 20 s, 40 s ... 300 s
@@ -65,11 +64,10 @@ def run_strategy(vm: dict) -> str:
     spec = vm.get("spec") or {}
     running, strategy = spec.get("running"), spec.get("runStrategy")
     if running is not None and strategy is not None:
-        raise InvalidConfig(str(Denial("spec.runStrategy", strategy, "spec.running and spec.runStrategy are "
-                                                                     "mutually exclusive")))
+        raise InvalidField("spec.runStrategy", strategy, "spec.running and spec.runStrategy are mutually exclusive")
     if strategy is not None:
         if strategy not in RUN_STRATEGIES:
-            raise InvalidConfig(str(Denial("spec.runStrategy", strategy, f"must be one of {list(RUN_STRATEGIES)}")))
+            raise InvalidField("spec.runStrategy", strategy, f"must be one of {list(RUN_STRATEGIES)}")
         return strategy
     return "Always" if running else "Halted"
 

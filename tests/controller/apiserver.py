@@ -33,6 +33,7 @@ import asyncio
 import copy
 import datetime as dt
 import itertools
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -170,6 +171,8 @@ class ApiServer(kmock.KubernetesEmulator):
 @contextmanager
 def running() -> Iterator[tuple[ApiServer, str]]:
     """An ApiServer on 127.0.0.1 and its URL, in a thread with its own event loop."""
+    # aiohttp logs every request; from KMock's thread that outlives a test's log capture
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     state: dict = {}

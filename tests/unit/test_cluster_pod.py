@@ -110,11 +110,11 @@ def test_a_multus_default_network_replaces_the_pod_network() -> None:
 
 @pytest.mark.parametrize("interfaces, networks, base, message", [
     ([{"name": "blue", "bridge": {}}], [{"name": "blue", "multus": {"networkName": "nope"}}], "spec",
-     "spec.networks[0].multus.networkName: names no NetworkAttachmentDefinition (value 'nope')"),
+     "spec.networks[0].multus.networkName: names no NetworkAttachmentDefinition (value \"nope\")"),
     ([{"name": "blue", "masquerade": {}}], [{"name": "blue", "multus": {"networkName": "br-blue"}}],
      "spec.template.spec", "spec.template.spec.domain.devices.interfaces[0].masquerade: masquerade is only"),
     ([{"name": "default", "masquerade": {}, "ports": [{"port": 0}]}], POD_NET, "spec.template.spec",
-     "spec.template.spec.domain.devices.interfaces.0.ports.0.port"),
+     "spec.template.spec.domain.devices.interfaces[0].ports[0].port: Input should be greater than or equal to 1"),
 ])
 def test_what_keeps_a_pod_from_being_made_names_the_field(interfaces, networks, base, message) -> None:
     with pytest.raises(InvalidConfig) as error:
