@@ -9,7 +9,7 @@ with the API's status code and message; `transient` says whether trying again ca
 
     Kube(api_client).get(PODS, "default", "virt-launcher-x") -> dict | None
 
-May import: the kubernetes client, the standard library.
+May import: the kubernetes client, netplug.errors, the standard library.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import urllib3
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
+
+from netplug.errors import InvalidConfig
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -76,15 +78,19 @@ def load_api_client(kubeconfig: str | None = None, server: str | None = None,
     """The in-cluster service account, else a kubeconfig; `server` alone (no credentials) for
     tests and `kubectl proxy`."""
     configuration = client.Configuration()
-    if server:
-        configuration.host = server.rstrip("/")
-    elif kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+    try:
+        if server:
+            configuration.host = server.rstrip("/")
+        elif kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=configuration)
+    except (config.ConfigException, OSError) as exc:
+        raise InvalidConfig(f"no API server to talk to: not in a pod, and no usable kubeconfig ({exc}); "
+                            "give --kubeconfig or --server") from None
     api_client = client.ApiClient(configuration)
     api_client.user_agent = user_agent  # what audit logs and API priority and fairness see
     return api_client

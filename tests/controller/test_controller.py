@@ -258,3 +258,34 @@ def test_metrics_endpoint_counts_reconciles(cluster, controller) -> None:
     buckets = [v for k, v in samples.items() if k.startswith('netplug_controller_reconcile_duration_seconds_bucket{kind="vmi"')]
     assert buckets == sorted(buckets)  # cumulative
     assert "# TYPE netplug_controller_reconcile_duration_seconds histogram" in text
+
+
+def test_netplug_controller_the_command(cluster, tmp_path) -> None:
+    """The console command: leads, serves /metrics and /healthz, and on SIGTERM stops and
+    releases the lease (exit 0)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a free port for the metrics endpoint
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "runtime.cli", "controller", "--server", cluster.url, "--identity", "cli-1",
+               "--metrics-address", "127.0.0.1", "--metrics-port", str(port), "--retry-period", "0.2",
+               "--renew-deadline", "1", "--lease-duration", "2"]
+    log = (tmp_path / "controller.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        eventually(lambda: cluster.lease_holder() == "cli-1", "the command leading")
+        cluster.apply_file(EXAMPLES / "testvm.yaml")
+        eventually(lambda: cluster.launcher_pod("testvm"), "a launcher pod made by the command")
+        health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert health == b"ok\n" and "netplug_controller_leader 1" in metrics
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, (tmp_path / "controller.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert cluster.lease_holder() is None  # released for the next leader
