@@ -86,7 +86,6 @@ def check(vmi: dict, nads: list[NetworkAttachmentDefinition], base: str = "spec"
     """KubeVirt's network rules and netplug's (each Multus network names an existing NAD): the
     first broken one, naming the field under `base` and the value."""
     model = vmi_model(vmi, base)
-    model._spec_path = base  # denials name the field where the user wrote it (a VM's template)
     keys = {nad.key for nad in nads}
     denials = review(model, lambda namespace, name: f"{namespace}/{name}" in keys)
     if denials:
