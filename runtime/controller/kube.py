@@ -113,7 +113,7 @@ class Watch:
     def stop(self) -> None:
         try:
             self.response.shutdown()
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # ended already (its connection went back to the pool)
             pass
 
 
