@@ -289,3 +289,11 @@ def test_netplug_controller_the_command(cluster, tmp_path) -> None:
         if process.poll() is None:
             process.kill()
     assert cluster.lease_holder() is None  # released for the next leader
+
+
+def test_stopping_a_watch_that_already_ended(cluster) -> None:
+    from runtime.controller.kube import PODS, Kube, load_api_client
+
+    watch = Kube(load_api_client(server=cluster.url)).watch(PODS, None)
+    watch.response.release_conn()  # what the end of the stream does
+    watch.stop()  # the informer's halt() then: quietly nothing
