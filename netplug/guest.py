@@ -23,8 +23,9 @@ from netplug.errors import InvalidConfig
 from netplug.model import invalid_field
 from netplug.model.domain import Domain, DomainDisk, DomainHostdev
 from netplug.model.multus import NetworkStatus
-from netplug.model.vm import Network, VirtualMachineInstance
+from netplug.model.vm import Interface, Network, VirtualMachineInstance
 
+#: the most queues a Linux tap takes (MAX_TAP_QUEUES)
 MAX_QUEUES = 256
 
 
@@ -75,14 +76,26 @@ def _plan_domain(vmi: VirtualMachineInstance, wired: dict[str, WiredInterface], 
                                 "masquerade, bridge, sriov")
         if iface.name not in wired:
             raise InvalidConfig(f"interface {iface.name}: its pod side was not found wired")
-        multiqueue = devices.networkInterfaceMultiqueue and (iface.model or "virtio") == "virtio"
-        queues = min(vcpus, MAX_QUEUES) if multiqueue else None
+        queues = interface_queues(vmi, iface)
+        if queues is not None:  # never more than the tap the pod has can take
+            queues = min(queues, wired[iface.name].tap_queues)
         device = DOMAIN_DEVICES[binding](vmi, iface, wired[iface.name], queues)
         if isinstance(device, DomainHostdev):
             domain.hostdevs.append(device)
         else:
             domain.interfaces.append(device)
     return domain
+
+
+def interface_queues(vmi: VirtualMachineInstance, iface: Interface) -> int | None:
+    """Queues of a tap-bound interface, as KubeVirt gives them: with
+    `networkInterfaceMultiqueue`, one per vCPU for a virtio NIC (None: single queue). The
+    pod's binding config asks the CNI for a tap that many queues can open (`queues`)."""
+    if not vmi.spec.domain.devices.networkInterfaceMultiqueue or (iface.model or "virtio") != "virtio":
+        return None
+    if iface.binding not in ("masquerade", "bridge") or vmi.vcpus < 2:
+        return None
+    return min(vmi.vcpus, MAX_QUEUES)
 
 
 def pod_interface_of(network: Network) -> str:

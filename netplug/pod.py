@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from netplug import naming
 from netplug.admission import review
 from netplug.errors import InvalidConfig, InvalidField
+from netplug.guest import interface_queues
 from netplug.model.multus import NetworkAttachmentDefinition, NetworkSelectionElement
 from netplug.model.vm import Interface, Network, VirtualMachineInstance
 
@@ -78,6 +79,8 @@ def _binding_entry(vmi: VirtualMachineInstance, iface: Interface, network: Netwo
         entry["mac"] = iface.macAddress
     if iface.dhcpOptions is not None:
         entry["dhcpOptions"] = iface.dhcpOptions.model_dump(exclude_defaults=True)
+    if (queues := interface_queues(vmi, iface)) is not None:
+        entry["queues"] = queues  # networkInterfaceMultiqueue: a tap the guest's queues can open
     if iface.binding == "masquerade":
         if iface.ports:
             entry["ports"] = [p.model_dump(exclude_none=True) for p in iface.ports]

@@ -146,7 +146,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     import json
 
     from netplug.bindings.base import WiredInterface
-    from netplug.guest import BootSource, plan_domain, pod_interface_of
+    from netplug.guest import BootSource, interface_queues, plan_domain, pod_interface_of
     from netplug.model.multus import NetworkAttachmentDefinition
     from netplug.naming import tap_name
     from netplug.pod import NodeNetwork, plan_pod
@@ -177,6 +177,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             pod_iface = pod_interface_of(network)
             wired[iface.name] = WiredInterface(name=iface.name, binding=iface.binding or "",
                                                tap=tap_name(pod_iface) if iface.binding != "sriov" else None,
+                                               # as the CNI makes it from the binding config
+                                               tap_queues=interface_queues(vmi, iface) or 1,
                                                mtu=1500, pci_address="0000:00:00.0" if iface.binding == "sriov" else None)
         domain = plan_domain(vmi, wired, BootSource(kernel="/var/cache/netplug/guest/vmlinuz"), accelerated=False,
                              serial_log="/var/lib/netplug/vms/serial.log")

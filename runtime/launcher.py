@@ -47,8 +47,10 @@ from netplug.bindings import DOMAIN_DEVICES
 from netplug.bindings.base import WiredInterface
 from netplug.errors import InvalidConfig, NetplugError
 from netplug.guest import (
+    MAX_QUEUES,
     BootSource,
     domain_name,
+    interface_queues,
     plan_domain,
     pod_interface_of,
     sriov_pci_addresses,
@@ -88,6 +90,7 @@ def observe(vmi: VirtualMachineInstance, interfaces: list[Interface],
             identity = links.get(pod_iface)
             wired[iface.name] = WiredInterface(
                 name=iface.name, binding=iface.binding or "", tap=tap.name if tap else None,
+                tap_queues=MAX_QUEUES if tap and tap.multi_queue else 1,
                 mtu=tap.mtu if tap else None, identity_mac=identity.mac if identity else None,
                 pod_addresses=identity.addresses if identity else [], pci_address=vfs.get(iface.name))
     return wired
@@ -160,6 +163,10 @@ class Launcher:
         self.write_status()
         interfaces = [i for i in self.vmi.spec.domain.devices.interfaces if i.state != "absent"]
         self.wired = observe(self.vmi, interfaces, self.statuses)
+        for iface in interfaces:
+            if interface_queues(self.vmi, iface) and self.wired[iface.name].tap_queues == 1:
+                log.warning("interface %s: networkInterfaceMultiqueue, but tap %s is single-queue: one queue",
+                            iface.name, self.wired[iface.name].tap)
         accelerated = hardware_virtualization()
         domain = plan_domain(self.vmi, self.wired, self.boot, accelerated=accelerated,
                              serial_log=os.path.join(self.state_dir, "serial.log"), emulator=EMULATOR)

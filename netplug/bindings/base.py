@@ -112,6 +112,9 @@ class WiredInterface:
     binding: str
     #: the tap the guest NIC opens (tap bindings)
     tap: str | None = None
+    #: how many queues the tap can take: the kernel's 256 when the CNI made it multi-queue,
+    #: else 1 (libvirt's open of a single-queue tap with several queues fails with EINVAL)
+    tap_queues: int = 1
     mtu: int | None = None
     #: MAC of the link holding the pod's identity (bridge binding: what the CNI chose)
     identity_mac: str | None = None

@@ -45,9 +45,11 @@ _NETNS_PATH = re.compile(r"/proc/[0-9]+(/task/[0-9]+)?/ns/net|/(var/)?run/netns/
 
 #: what a pod may set through args.cni (Multus cni-args, which the pod's own annotation
 #: controls): its VM's identity and per-interface settings, never a file path, a device,
-#: an IPAM delegate or a security switch
+#: an IPAM delegate or a security switch. `queues` is one of those settings: it only makes
+#: the pod's own tap multi-queue (IFF_MULTI_QUEUE), bounded by the model (1-256, the kernel's
+#: own limit), and creates no queue by itself: each queue is an fd QEMU opens in the pod.
 POD_SETTABLE = {"vmInterface", "vmName", "vmNamespace", "mac", "ports", "dhcpOptions", "hostname",
-                "vmNetworkCIDR", "vmIPv6NetworkCIDR", "mtu"}
+                "vmNetworkCIDR", "vmIPv6NetworkCIDR", "mtu", "queues"}
 
 #: keys the runtime (libcni, Multus) puts into a plugin's config; never binding fields
 _RUNTIME_KEYS = {

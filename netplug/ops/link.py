@@ -36,6 +36,8 @@ class LinkInfo:
     master: str | None
     up: bool
     addresses: list[str] = field(default_factory=list)
+    #: a tap/tun created with IFF_MULTI_QUEUE (None: not a tun link)
+    multi_queue: bool | None = None
 
 
 def _raise(exc: BaseException, what: str) -> None:
@@ -89,9 +91,13 @@ class Links:
             _raise(exc, f'reading link "{name}"')
         linkinfo = msg.get("linkinfo")
         kind = linkinfo.get("kind") if linkinfo is not None else None
+        multi_queue = None
+        if kind == "tun":
+            data = linkinfo.get("data")
+            multi_queue = bool(data.get("IFLA_TUN_MULTI_QUEUE")) if data is not None else False
         return LinkInfo(
             name=name, index=index, kind=kind, mac=msg.get("address"), mtu=msg.get("mtu"),
-            master=master_name, up=bool(msg["flags"] & IFF_UP), addresses=addresses,
+            master=master_name, up=bool(msg["flags"] & IFF_UP), addresses=addresses, multi_queue=multi_queue,
         )
 
     def create_bridge(self, name: str, mac: str | None, mtu: int | None) -> None:

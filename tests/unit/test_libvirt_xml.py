@@ -13,6 +13,7 @@ from netplug.bindings.base import WiredInterface, stable_mac
 from netplug.guest import BootSource, plan_domain
 from netplug.model.domain import DomainHostdev, PciAddress
 from netplug.model.vm import vmi_from_document
+from netplug.pod import NodeNetwork, plan_pod
 from netplug.render.libvirt_xml import (
     domain_from_xml,
     domain_to_xml,
@@ -54,7 +55,7 @@ CASES = {
     "multiqueue": (
         vm([{"name": "default", "masquerade": {}}], [{"name": "default", "pod": {}}],
            networkInterfaceMultiqueue=True),
-        {"default": WiredInterface(name="default", binding="masquerade", tap="tap0", mtu=1500)},
+        {"default": WiredInterface(name="default", binding="masquerade", tap="tap0", mtu=1500, tap_queues=256)},
     ),
 }
 
@@ -113,6 +114,28 @@ def test_bridge_interfaces_take_spec_then_wired_mac() -> None:
 def test_multiqueue_gives_queues_per_vcpu() -> None:
     (iface,) = _domain("multiqueue").interfaces
     assert iface.driver_queues == 4 and iface.driver_name is None  # 2 cores x 2 sockets
+
+
+def test_multiqueue_never_asks_more_queues_than_the_tap_takes() -> None:
+    """A single-queue tap opened with several queues fails (EINVAL): the guest gets one."""
+    document, _ = CASES["multiqueue"]
+    single = {"default": WiredInterface(name="default", binding="masquerade", tap="tap0", mtu=1500)}
+    domain = plan_domain(vmi_from_document(document), single, BootSource(kernel="/k"), accelerated=False,
+                         serial_log="/s")
+    assert domain.interfaces[0].driver_queues is None
+
+
+@pytest.mark.parametrize("devices, model, queues", [
+    ({"networkInterfaceMultiqueue": True}, None, 4),
+    ({"networkInterfaceMultiqueue": True}, "e1000e", None),  # virtio only, as KubeVirt
+    ({}, None, None),
+])
+def test_the_pods_binding_config_asks_for_the_guests_queues(devices, model, queues) -> None:
+    iface = {"name": "default", "masquerade": {}, **({"model": model} if model else {})}
+    vmi = vmi_from_document(vm([iface], [{"name": "default", "pod": {}}], **devices))
+    (attachment,) = plan_pod(vmi, [], NodeNetwork()).attachments
+    entry = attachment.conflist["plugins"][-1]
+    assert entry["type"] == "netplug" and entry.get("queues") == queues
 
 
 def test_sriov_hostdev_round_trips_and_is_kubevirts() -> None:

@@ -474,6 +474,13 @@ def test_a_pod_cannot_set_paths_devices_or_switches_through_cni_args() -> None:
     assert (conf.vmName, conf.mac) == ("vm1", "02:00:00:00:00:09")
 
 
+def test_a_pod_can_ask_for_a_multi_queue_tap_through_cni_args_within_the_kernels_limit() -> None:
+    """networkInterfaceMultiqueue: the tap's queues are a per-interface setting (1-256)."""
+    assert binding(args={"cni": {"queues": 4}}).queues == 4
+    error = refused(load_binding, parse_request(env(), config(args={"cni": {"queues": 257}})))
+    assert error.cni_code == 7 and "queues" in error.msg and "257" in error.msg
+
+
 def test_kubevirt_binding_plugin_cni_args_pick_the_logical_networks_pod_interface() -> None:
     """Registered as a KubeVirt binding plugin, netplug runs as its own delegate (CNI_IFNAME
     net2) with cni-args {logicNetworkName}: it binds that network's pod<h>, not net2."""
