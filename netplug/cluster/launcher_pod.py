@@ -78,8 +78,7 @@ def vmi_model(vmi: dict, base: str = "spec") -> VirtualMachineInstance:
         if base != "spec" and (exc.field == "spec" or exc.field.startswith("spec.")):
             raise InvalidField(base + exc.field[len("spec"):], exc.value, exc.message) from None
         raise
-    model._spec_path = base
-    return model
+    return model.located_at(base)
 
 
 def check(vmi: dict, nads: list[NetworkAttachmentDefinition], base: str = "spec") -> VirtualMachineInstance:

@@ -112,6 +112,12 @@ class VirtualMachineInstance(_Api):
     def spec_path(self) -> str:
         return self._spec_path
 
+    def located_at(self, spec_path: str) -> VirtualMachineInstance:
+        """This VMI, its spec found at `spec_path` of the document a user wrote (e.g. a VMI
+        the controller makes from a VM's template: "spec.template.spec")."""
+        self._spec_path = spec_path
+        return self
+
     def network(self, name: str) -> Network | None:
         return next((n for n in self.spec.networks if n.name == name), None)
 
@@ -185,6 +191,4 @@ def vmi_from_document(document: Any) -> VirtualMachineInstance:
         vmi_spec = VMISpec.model_validate(spec)
     except ValidationError as exc:
         raise invalid_field(exc, spec_path) from None
-    vmi = VirtualMachineInstance(metadata=meta, spec=vmi_spec)
-    vmi._spec_path = spec_path
-    return vmi
+    return VirtualMachineInstance(metadata=meta, spec=vmi_spec).located_at(spec_path)
