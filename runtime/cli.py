@@ -22,7 +22,7 @@ import sys
 
 from pydantic import ValidationError
 
-from netplug.errors import NetplugError
+from netplug.errors import InvalidConfig, NetplugError
 from netplug.model import one_line
 from runtime.install import install_shim
 
@@ -122,11 +122,21 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_webhook(args: argparse.Namespace) -> int:
+    from kubernetes.config import ConfigException
+
     from runtime import logs
-    from runtime.webhook import WebhookServer
+    from runtime.controller.kube import Kube, load_api_client
+    from runtime.webhook import WebhookServer, nad_lookup
 
     logs.setup("INFO")
     server = WebhookServer((args.address, args.port), args.cert, args.key)
+    try:
+        kube = Kube(load_api_client(args.kubeconfig, args.server, user_agent="netplug-webhook"))
+    except ConfigException as exc:
+        server.server_close()
+        raise InvalidConfig(f"no Kubernetes API for the NAD lookup ({str(exc).splitlines()[0]}): "
+                            "run in the cluster, or give --kubeconfig or --server") from None
+    server.nad_exists = nad_lookup(kube)  # the "NAD exists" rule, enforced when deployed
     server.serve_forever()
     return 0
 
@@ -249,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     webhook.add_argument("--key", required=True)
     webhook.add_argument("--address", default="0.0.0.0")
     webhook.add_argument("--port", type=int, default=8443)
+    webhook.add_argument("--kubeconfig", help="for the NAD lookup; default: the in-cluster service account, "
+                                              "else ~/.kube/config")
+    webhook.add_argument("--server", help="an API server URL without credentials (kubectl proxy, tests)")
     webhook.set_defaults(func=cmd_webhook)
     controller = sub.add_parser("controller", help="run the controller: VMs to VMIs to launcher pods")
     controller.add_argument("--kubeconfig", help="default: the in-cluster service account, else ~/.kube/config")

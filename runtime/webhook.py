@@ -6,11 +6,16 @@ VirtualMachineInstances, answered with netplug.admission's rules.
                      path, value and rule
     GET  /healthz    "ok"
 
+`nad_exists(namespace, name)` is netplug's extra rule that a Multus network names an existing
+NetworkAttachmentDefinition; `netplug webhook` gives it `nad_lookup`, a GET of the NAD through
+the `kubernetes` client (in-cluster service account, else a kubeconfig: the webhook's
+ServiceAccount needs `get` on network-attachment-definitions.k8s.cni.cncf.io in every
+namespace VMs use). A lookup the API does not answer (forbidden, down) denies the VM with
+code 500 naming the NAD and the API's reason: a VM is never admitted unchecked.
+
 A document the API model cannot even read (a port out of range, a bad private DHCP option)
 is denied with its field path and value, as for every other rule; a body that is no
-AdmissionReview (not JSON, `request` or its `object` not an object) is answered 400. `nad_exists(namespace, name)` is netplug's extra
-rule that a Multus network names an existing NetworkAttachmentDefinition; the controller gives
-it a lookup in the API, tests a set.
+AdmissionReview (not JSON, `request` or its `object` not an object) is answered 400.
 """
 
 from __future__ import annotations
@@ -30,6 +35,24 @@ log = logging.getLogger("netplug.webhook")
 MAX_BODY = 3 << 20
 
 
+class NadLookupFailed(Exception):
+    """The API did not say whether a NetworkAttachmentDefinition exists."""
+
+
+def nad_lookup(kube) -> Callable[[str, str], bool]:
+    """`nad_exists` for the webhook: GET the NAD through `kube` (a runtime.controller.kube.Kube);
+    404 means it does not exist, any other API error is NadLookupFailed."""
+    from runtime.controller.kube import NADS, ApiError
+
+    def exists(namespace: str, name: str) -> bool:
+        try:
+            return kube.get(NADS, namespace, name) is not None
+        except ApiError as exc:
+            raise NadLookupFailed(f'NetworkAttachmentDefinition "{namespace}/{name}": the API answered '
+                                  f"{exc.status} {exc.reason}: {exc.message}") from None
+    return exists
+
+
 def admit(request: dict, nad_exists: Callable[[str, str], bool] | None = None) -> dict:
     """The AdmissionReview `response` for one AdmissionReview `request` (a dict whose
     `object`, unless it is a DELETE, is a dict: the HTTP handler checks that)."""
@@ -40,6 +63,11 @@ def admit(request: dict, nad_exists: Callable[[str, str], bool] | None = None) -
         denials = review(vmi_from_document(request.get("object")), nad_exists)
     except InvalidField as exc:  # the API model itself cannot read the value
         denials = [Denial(exc.field, exc.value, exc.message)]
+    except NadLookupFailed as exc:  # fail closed: never admit what could not be checked
+        log.warning("%s", exc)
+        return {"uid": uid, "allowed": False, "status": {
+            "status": "Failure", "code": 500, "reason": "InternalError",
+            "message": f"netplug could not check the VM's networks: {exc}"}}
     if not denials:
         return {"uid": uid, "allowed": True}
     return {"uid": uid, "allowed": False, "status": {

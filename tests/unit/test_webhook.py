@@ -7,23 +7,29 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import socket
 import ssl
 import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client
 
+from runtime.controller.kube import load_api_client
 from runtime.webhook import WebhookServer
+from tests.controller.apiserver import running
 
 TESTVM = yaml.safe_load((Path(__file__).parents[2] / "manifests" / "examples" / "testvm.yaml").read_text())
 NADS = {("default", "blue"), ("sriov", "sriov-net")}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def tls(tmp_path_factory) -> tuple[str, str]:
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed (Debian package openssl)")
@@ -32,10 +38,11 @@ def server(tmp_path_factory):
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
-    server = WebhookServer(("127.0.0.1", 0), str(cert), str(key), nad_exists=lambda ns, name: (ns, name) in NADS)
-    server.start()
-    context = ssl.create_default_context(cafile=str(cert))
-    url = f"https://127.0.0.1:{server.server_address[1]}/validate"
+    return str(cert), str(key)
+
+
+def poster(url: str, cert: str):
+    context = ssl.create_default_context(cafile=cert)
 
     def post_raw(body: bytes) -> tuple[int, bytes]:
         req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
@@ -44,15 +51,27 @@ def server(tmp_path_factory):
                 return answer.status, answer.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
-    yield post_raw
+    return post_raw
+
+
+def review_of(obj: dict) -> bytes:
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                       "request": {"uid": "u-1", "operation": "CREATE", "object": obj}}).encode()
+
+
+@pytest.fixture(scope="module")
+def server(tls):
+    cert, key = tls
+    server = WebhookServer(("127.0.0.1", 0), str(cert), str(key), nad_exists=lambda ns, name: (ns, name) in NADS)
+    server.start()
+    yield poster(f"https://127.0.0.1:{server.server_address[1]}/validate", cert)
     server.shutdown()
 
 
 @pytest.fixture(scope="module")
 def webhook(server):
     def post(obj: dict) -> dict:
-        code, body = server(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                        "request": {"uid": "u-1", "operation": "CREATE", "object": obj}}).encode())
+        code, body = server(review_of(obj))
         assert code == 200, body
         return json.loads(body)["response"]
     return post
@@ -236,3 +255,55 @@ def test_a_body_that_is_no_admission_review_is_answered_400(server, body):
 def test_a_delete_is_allowed_without_an_object(server):
     code, answer = server(b'{"request": {"uid": "u-2", "operation": "DELETE"}}')
     assert code == 200 and json.loads(answer)["response"] == {"uid": "u-2", "allowed": True}
+
+
+@pytest.fixture
+def deployed_webhook(tls, tmp_path):
+    """`netplug webhook` as deployed, its NAD lookup going to a Kubernetes API (KMock's
+    emulator, tests/controller/apiserver.py: no kube-apiserver can run here) through the
+    `kubernetes` client; the NAD default/blue exists there."""
+    cert, key = tls
+    with running() as (api, url):
+        client.CustomObjectsApi(load_api_client(server=url)).create_namespaced_custom_object(
+            "k8s.cni.cncf.io", "v1", "default", "network-attachment-definitions",
+            {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+             "metadata": {"name": "blue", "namespace": "default"}, "spec": {"config": "{}"}})
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        log = open(tmp_path / "webhook.log", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "webhook", "--cert", cert, "--key", key,
+                                 "--address", "127.0.0.1", "--port", str(port), "--server", url],
+                                cwd=Path(__file__).parents[2], stdout=log, stderr=log)
+        try:
+            post = poster(f"https://127.0.0.1:{port}/validate", cert)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    post(b"")
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"netplug webhook did not start: {(tmp_path / 'webhook.log').read_text()}")
+                    time.sleep(0.1)
+            yield api, lambda obj: json.loads(post(review_of(obj))[1])["response"]
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_the_deployed_webhook_looks_the_nad_up_in_the_api(deployed_webhook):
+    api, post = deployed_webhook
+    assert post(vm(lambda d: add_multus(d, network="blue")))["allowed"] is True
+    denied = post(vm(lambda d: add_multus(d, network="missing")))
+    (cause,) = denied["status"]["details"]["causes"]
+    assert cause["field"] == P + "networks[1].multus.networkName" and '(value "missing")' in cause["message"]
+    assert post(vm(nothing))["allowed"] is True  # no Multus network: nothing to look up
+
+
+def test_a_nad_lookup_the_api_refuses_denies_the_vm(deployed_webhook):
+    api, post = deployed_webhook
+    api.fail("GET", "network-attachment-definitions", status=403, reason="Forbidden")
+    denied = post(vm(lambda d: add_multus(d, network="blue")))
+    assert denied["allowed"] is False and denied["status"]["code"] == 500
+    assert '"default/blue"' in denied["status"]["message"] and "403" in denied["status"]["message"]
