@@ -18,9 +18,11 @@ from netplug.model.domain import Domain, DomainDisk, DomainHostdev, DomainInterf
 # --- PCI addresses -----------------------------------------------------------------------------
 
 
-def _pci_to_xml(parent: ET.Element, address: PciAddress) -> ET.Element:
+def _pci_to_xml(parent: ET.Element, address: PciAddress, typed: bool = True) -> ET.Element:
+    """`<address type='pci' .../>`; untyped where the element can only be a PCI address (a
+    PCI hostdev's `<source>`: libvirt's schema allows no `type` there)."""
     return ET.SubElement(parent, "address", {
-        "type": "pci", "domain": f"0x{address.domain:04x}", "bus": f"0x{address.bus:02x}",
+        **({"type": "pci"} if typed else {}), "domain": f"0x{address.domain:04x}", "bus": f"0x{address.bus:02x}",
         "slot": f"0x{address.slot:02x}", "function": f"0x{address.function:x}",
     })
 
@@ -127,7 +129,7 @@ def interface_from_xml(el: ET.Element) -> DomainInterface:
 def hostdev_to_xml(dev: DomainHostdev) -> ET.Element:
     el = ET.Element("hostdev", {"mode": "subsystem", "type": "pci", "managed": _yes_no(dev.managed)})
     source = ET.SubElement(el, "source")
-    _pci_to_xml(source, dev.source)
+    _pci_to_xml(source, dev.source, typed=False)
     if dev.boot_order:
         ET.SubElement(el, "boot", {"order": str(dev.boot_order)})
     if dev.alias:
