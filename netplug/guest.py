@@ -38,6 +38,8 @@ class BootSource:
     cmdline: str | None = None
     #: volume name -> image path (containerDisk images cannot be pulled here)
     disks: dict[str, str] = field(default_factory=dict)
+    #: volume name -> image format (qcow2, raw) where it is not raw
+    formats: dict[str, str] = field(default_factory=dict)
 
 
 def domain_name(vmi: VirtualMachineInstance) -> str:
@@ -66,7 +68,7 @@ def _plan_domain(vmi: VirtualMachineInstance, wired: dict[str, WiredInterface], 
         name = disk.get("name", "")
         if name in boot.disks:
             domain.disks.append(DomainDisk(path=boot.disks[name], target=f"vd{chr(ord('a') + n)}",
-                                           boot_order=disk.get("bootOrder")))
+                                           format=boot.formats.get(name, "raw"), boot_order=disk.get("bootOrder")))
     for iface in devices.interfaces:
         if iface.state == "absent":
             continue

@@ -55,13 +55,9 @@ def _standalone(args: argparse.Namespace):
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    disks = {}
-    for item in args.disk or []:
-        volume, sep, path = item.partition("=")
-        if not sep:
-            raise NetplugError(f'--disk "{item}": want VOLUME=PATH')
-        disks[volume] = path
-    _standalone(args).up(args.file, args.nad or [], disks)
+    from runtime.launcher import parse_disks
+
+    _standalone(args).up(args.file, args.nad or [], parse_disks(args.disk or []), args.image_dir)
     return 0
 
 
@@ -238,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("file", help="VirtualMachine or VirtualMachineInstance YAML (kubevirt.io/v1)")
     up.add_argument("--nad", action="append", metavar="FILE_OR_DIR", help="NetworkAttachmentDefinition YAML")
     up.add_argument("--disk", action="append", metavar="VOLUME=PATH", help="an image for a containerDisk volume")
+    up.add_argument("--image-dir", metavar="DIR", help="local containerDisk images: image REGISTRY/PATH/NAME[:TAG] "
+                                                       "is DIR/NAME.qcow2, DIR/NAME.raw or DIR/NAME.img")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop a VM and remove everything up made (idempotent)")
     down.add_argument("name", help="NAME or NAMESPACE/NAME")

@@ -327,12 +327,7 @@ def _prepare(args: argparse.Namespace, state_dir: str) -> Launcher:
         path = getattr(args, name)
         if path and (not os.path.isabs(path) or not os.path.isfile(path)):
             raise InvalidConfig(f"--{name} {path}: not an absolute path to a file")
-    disks = {}
-    for item in args.disk or []:
-        volume, sep, path = item.partition("=")
-        if not sep or not os.path.isabs(path) or not os.path.isfile(path):
-            raise InvalidConfig(f'--disk "{item}": want VOLUME=/absolute/path/to/an/image')
-        disks[volume] = path
+    disks = parse_disks(args.disk or [])
     if args.netns:  # in a cluster the launcher already runs in its pod's netns
         netns.enter_for_process(args.netns)
         netns.private_run_dir()
@@ -342,6 +337,29 @@ def _prepare(args: argparse.Namespace, state_dir: str) -> Launcher:
             text = f.read()
         # empty when the pod has no network-status (the downward API writes the annotation as is)
         statuses = parse_network_status(text) if text.strip() else []
-    return Launcher(vmi, state_dir, BootSource(kernel=args.kernel, initrd=args.initrd,
-                                               cmdline=args.cmdline, disks=disks), statuses,
-                    termination_log=args.termination_log)
+    return Launcher(vmi, state_dir, BootSource(kernel=args.kernel, initrd=args.initrd, cmdline=args.cmdline,
+                                               disks=disks, formats={v: image_format(p) for v, p in disks.items()}),
+                    statuses, termination_log=args.termination_log)
+
+
+def parse_disks(items: list[str]) -> dict[str, str]:
+    """`--disk VOLUME=PATH` (of `up` and `launch`): volume -> image, each volume once, each
+    path an absolute path to a file."""
+    disks: dict[str, str] = {}
+    for item in items:
+        volume, sep, path = item.partition("=")
+        if not sep or not volume or not os.path.isabs(path) or not os.path.isfile(path):
+            raise InvalidConfig(f'--disk "{item}": want VOLUME=/absolute/path/to/an/image/file')
+        if volume in disks:
+            raise InvalidConfig(f'--disk "{item}": volume {volume} is given twice')
+        disks[volume] = path
+    return disks
+
+
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+def image_format(path: str) -> str:
+    """What libvirt must be told an image is: qcow2 (by its magic), else raw."""
+    with open(path, "rb") as f:
+        return "qcow2" if f.read(4) == QCOW2_MAGIC else "raw"

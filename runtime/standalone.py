@@ -161,7 +161,9 @@ class Standalone:
 
     # --- up ------------------------------------------------------------------------------
 
-    def up(self, vm_file: str, nad_paths: list[str], disks: dict[str, str]) -> dict:
+    def up(self, vm_file: str, nad_paths: list[str], disks: dict[str, str], image_dir: str | None = None) -> dict:
+        """`disks`: volume -> image file (--disk, parsed); `image_dir`: where the other
+        containerDisks' images are (see image_in_dir)."""
         vmi, document = load_vm(vm_file)
         nads = [NetworkAttachmentDefinition.from_document(d) for p in nad_paths for d in load_yaml_documents(p)]
         plan = plan_pod(vmi, nads, self.node)
@@ -170,7 +172,7 @@ class Standalone:
                 ipam = plugin_conf.get("ipam")
                 if isinstance(ipam, dict) and ipam.get("type") == "host-local":
                     ipam.setdefault("dataDir", self.node.ipam_dir)
-        boot = self._boot_source(vmi, disks)
+        boot = self._boot_source(vmi, disks, image_dir)
         paths = self.paths(vmi.metadata.namespace, vmi.metadata.name)
         tag = hashlib.sha256(f"{vmi.metadata.namespace}/{vmi.metadata.name}".encode()).hexdigest()[:10]
         record = {"name": vmi.metadata.name, "namespace": vmi.metadata.namespace, "created": time.time(),
@@ -195,21 +197,37 @@ class Standalone:
                       else f"{vmi.metadata.namespace}/{vmi.metadata.name}", quiet=True)
             raise
 
-    def _boot_source(self, vmi: VirtualMachineInstance, disks: dict[str, str]) -> dict:
+    def _boot_source(self, vmi: VirtualMachineInstance, disks: dict[str, str], image_dir: str | None) -> dict:
+        """What the guest boots: an image for every containerDisk (from --disk, else from the
+        image dir), or, with no image given at all, the project's test guest. Some of the
+        containerDisks with an image and some without is refused: booting the test guest
+        would silently drop the images given."""
         volumes = {v.get("name"): v for v in vmi.spec.volumes}
-        for name, path in disks.items():
+        for name in disks:
             if name not in volumes:
                 raise InvalidConfig(f'--disk {name}=...: the VM has no volume "{name}"')
-            if not os.path.isabs(path) or not os.path.isfile(path):
-                raise InvalidConfig(f"--disk {name}={path}: not an absolute path to an image file")
+        if image_dir is not None and not os.path.isdir(image_dir):
+            raise InvalidConfig(f"--image-dir {image_dir}: not a directory")
         seeds = {n: v for n, v in volumes.items() if "cloudInitNoCloud" in v}
-        container_disks = [n for n, v in volumes.items() if "containerDisk" in v]
-        if all(n in disks for n in container_disks) and disks:
-            return {"disks": disks, "seeds": sorted(seeds)}
+        references = {n: str((v["containerDisk"] or {}).get("image", "")) for n, v in volumes.items()
+                      if "containerDisk" in v}
+        images = dict(disks)
+        for name, reference in references.items():
+            found = image_in_dir(image_dir, reference) if image_dir and name not in images else None
+            if found:
+                images[name] = found
+        missing = [n for n in references if n not in images]
+        if missing and (images or image_dir):
+            looked = (f" (none of {', '.join(image_dir + '/' + image_name(references[n]) + '{' + ','.join(IMAGE_SUFFIXES) + '}' for n in missing)})"
+                      if image_dir else "")
+            raise InvalidConfig(f"containerDisk {', '.join(missing)}: no image{looked}; give --disk NAME=PATH "
+                                "or --image-dir DIR for every containerDisk, or none for the test guest")
+        if images:
+            return {"disks": images, "seeds": sorted(seeds)}
         kernel, initrd = os.path.join(GUEST_DIR, "vmlinuz"), os.path.join(GUEST_DIR, "initramfs.cpio.gz")
         if not (os.path.isfile(kernel) and os.path.isfile(initrd)):
-            raise InvalidConfig(f"containerDisk {container_disks} cannot be pulled here: give --disk NAME=PATH, "
-                                f"or build the test guest (scripts/build-guest) into {GUEST_DIR}")
+            raise InvalidConfig(f"containerDisk {sorted(references)} cannot be pulled here: give --disk NAME=PATH "
+                                f"or --image-dir DIR, or build the test guest (scripts/build-guest) into {GUEST_DIR}")
         return {"kernel": kernel, "initrd": initrd, "testGuest": True, "seeds": sorted(seeds)}
 
     def _bring_up(self, vmi: VirtualMachineInstance, plan, record: dict, paths: VmPaths) -> dict:
@@ -426,6 +444,28 @@ class Standalone:
         record = self.find(name)
         path = self.paths(record["namespace"], record["name"]).serial
         return open(path, errors="replace").read() if os.path.exists(path) else ""
+
+
+#: the files a containerDisk image NAME may be in an --image-dir, in this order
+IMAGE_SUFFIXES = (".qcow2", ".raw", ".img")
+
+
+def image_name(reference: str) -> str:
+    """The NAME of an image reference REGISTRY/PATH/NAME[:TAG][@DIGEST]."""
+    return reference.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def image_in_dir(image_dir: str, reference: str) -> str | None:
+    """A containerDisk's local image: DIR/NAME.qcow2, DIR/NAME.raw or DIR/NAME.img, the first
+    that is a file (NAME: the reference's last path component, without tag or digest)."""
+    name = image_name(reference)
+    if not name or name.startswith("."):
+        return None
+    for suffix in IMAGE_SUFFIXES:
+        path = os.path.join(os.path.abspath(image_dir), name + suffix)
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def _rule_text(expr: list[dict]) -> str:

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
+from netplug.bindings.base import WiredInterface
+from netplug.guest import BootSource, plan_domain
+from netplug.model.vm import vmi_from_document
 from runtime.cli import main
+from runtime.launcher import image_format
+from runtime.standalone import Standalone
 
 TESTVM = yaml.safe_load((Path(__file__).parents[2] / "manifests" / "examples" / "testvm.yaml").read_text())
 
@@ -86,3 +92,64 @@ def test_the_launcher_marks_the_vm_failed_with_the_reason(capsys, tmp_path, cont
     assert text in err
     status = json.loads((state / "status.json").read_text())
     assert status["phase"] == "Failed" and text in status["reason"]
+
+
+def two_container_disks(tmp_path: Path) -> str:
+    def mutate(dom: dict, doc: dict) -> None:
+        dom["devices"]["disks"].append({"name": "datadisk", "disk": {"bus": "virtio"}})
+        doc["spec"]["template"]["spec"]["volumes"].append(
+            {"name": "datadisk", "containerDisk": {"image": "registry.example/team/data-disk:v2@sha256:abc"}})
+    return vm_file(tmp_path, mutate)
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--disk", "containerdisk={image}"], "containerDisk datadisk: no image"),
+    (["--image-dir", "{images}"], "datadisk: no image (none of {images}/data-disk{{.qcow2,.raw,.img}})"),
+    (["--disk", "containerdisk"], '--disk "containerdisk": want VOLUME=/absolute/path'),
+    (["--disk", "containerdisk=relative.img"], "want VOLUME=/absolute/path"),
+    (["--disk", "containerdisk={image}", "--disk", "containerdisk={image}"], "volume containerdisk is given twice"),
+    (["--disk", "nosuchvolume={image}"], 'the VM has no volume "nosuchvolume"'),
+    (["--image-dir", "{image}"], "not a directory"),
+])
+def test_up_refuses_disks_that_leave_a_containerdisk_without_an_image(capsys, tmp_path, args, text):
+    """A partial --disk used to boot the test guest and silently drop the images given."""
+    images = tmp_path / "images"
+    images.mkdir()
+    image = images / "cirros-container-disk-demo.img"
+    image.write_bytes(b"\0" * 512)
+    fill = {"image": str(image), "images": str(images)}
+    err = one_line_error(*run(capsys, "up", two_container_disks(tmp_path), "--state-dir", str(tmp_path / "state"),
+                              *[a.format(**fill) for a in args]))
+    assert text.format(**fill) in err
+    assert not os.path.exists(tmp_path / "state" / "vms" / "default_testvm"), "up made state before refusing"
+
+
+def test_an_image_dir_gives_each_containerdisk_its_image_by_name(tmp_path):
+    """The rule README states: image REGISTRY/PATH/NAME[:TAG][@DIGEST] is DIR/NAME.qcow2,
+    DIR/NAME.raw or DIR/NAME.img, the first that exists; --disk wins over the dir."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("cirros-container-disk-demo.raw", "cirros-container-disk-demo.img", "data-disk.qcow2"):
+        (images / name).write_bytes(b"\0")
+    given = tmp_path / "given.img"
+    given.write_bytes(b"\0")
+    vmi = vmi_from_document(yaml.safe_load(Path(two_container_disks(tmp_path)).read_text()))
+    standalone = Standalone(str(tmp_path / "state"))
+    boot = standalone._boot_source(vmi, {}, str(images))
+    assert boot["disks"] == {"containerdisk": str(images / "cirros-container-disk-demo.raw"),
+                             "datadisk": str(images / "data-disk.qcow2")}
+    assert boot["seeds"] == ["cloudinitdisk"] and "kernel" not in boot
+    boot = standalone._boot_source(vmi, {"datadisk": str(given)}, str(images))
+    assert boot["disks"]["datadisk"] == str(given)
+
+
+def test_a_qcow2_image_is_given_to_libvirt_as_qcow2(tmp_path):
+    qcow2, raw = tmp_path / "a.qcow2", tmp_path / "b.img"
+    qcow2.write_bytes(b"QFI\xfb" + b"\0" * 508)
+    raw.write_bytes(b"\0" * 512)
+    assert (image_format(str(qcow2)), image_format(str(raw))) == ("qcow2", "raw")
+    vmi = vmi_from_document(TESTVM)
+    boot = BootSource(disks={"containerdisk": str(qcow2)}, formats={"containerdisk": "qcow2"})
+    domain = plan_domain(vmi, {"default": WiredInterface(name="default", binding="masquerade", tap="tap0")}, boot,
+                         accelerated=False, serial_log="/s")
+    assert [(d.path, d.format) for d in domain.disks] == [(str(qcow2), "qcow2")]
