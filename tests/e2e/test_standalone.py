@@ -4,6 +4,8 @@ and exit code 2 with nothing created; a killed `up` is cleaned up by `down`."""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ import time
 
 import pytest
 
+from netplug.pod import NodeNetwork
 from tests.e2e.conftest import REPO
 from tests.support.topology import processes_mentioning
 
@@ -32,13 +35,42 @@ def cli(tmp_path, guest_image):
     run("down", "testvm")
 
 
-def _nothing_left(state: str) -> None:
+def _leftovers(state: str, names: tuple[str, ...] = ("testvm",)) -> dict[str, list]:
+    """What of the VMs exists: state, netns, processes (launcher, QEMU, dnsmasq), and of their
+    pod network on the node: ports of the node bridge, the bridge plugin's ipMasq rules,
+    cached CNI results, host-local allocations."""
     vms = os.path.join(state, "vms")
-    assert not os.path.isdir(vms) or not os.listdir(vms), f"state left: {os.listdir(vms)}"
-    assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-                if n.startswith("np-")]
-    assert not processes_mentioning(state), "a launcher, QEMU or dnsmasq outlived down"
-    assert not processes_mentioning("guest=default_testvm,")
+    ports = subprocess.run(["ip", "-j", "link", "show", "master", NodeNetwork().bridge], capture_output=True, text=True)
+    container_ids = [f"netplug-{hashlib.sha256(f'default/{name}'.encode()).hexdigest()[:10]}" for name in names]
+    nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+    results = os.path.join(state, "cni-cache", "results")
+    return {
+        "state": os.listdir(vms) if os.path.isdir(vms) else [],
+        "netns": [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+                  if n.startswith("np-")],
+        "processes": processes_mentioning(state) + [p for name in names for p in processes_mentioning(f"guest=default_{name},")],
+        "node bridge ports": [p["ifname"] for p in json.loads(ports.stdout or "[]")] if ports.returncode == 0 else [],
+        "ipMasq rules": [line for line in nat.splitlines() if any(cid in line for cid in container_ids)],
+        "cached CNI results": os.listdir(results) if os.path.isdir(results) else [],
+        "host-local allocations": [os.path.join(d, f) for d, _, files in os.walk(os.path.join(state, "ipam"))
+                                   for f in files if _is_address(f)],
+    }
+
+
+NODE_SIDE = ("node bridge ports", "ipMasq rules", "cached CNI results", "host-local allocations")
+
+
+def _nothing_left(state: str, names: tuple[str, ...] = ("testvm",)) -> None:
+    left = {what: found for what, found in _leftovers(state, names).items() if found}
+    assert not left, f"left after down: {left}"
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
 
 
 def test_up_get_console_down(cli, tmp_path):
@@ -84,6 +116,8 @@ def test_up_get_console_down(cli, tmp_path):
     again = cli("up", TESTVM)
     assert again.returncode == 2 and "already up" in again.stderr and again.stderr.count("\n") == 1
 
+    up_now = _leftovers(str(tmp_path / "state"))
+    assert all(up_now[what] for what in NODE_SIDE), up_now  # what down must remove is seen while up
     down = cli("down", "testvm")
     assert down.returncode == 0, down.stderr
     _nothing_left(str(tmp_path / "state"))
@@ -152,4 +186,4 @@ def test_two_ups_at_once_do_not_collide(cli, tmp_path):
     assert len(ips) == 2  # each VM's pod has its own address
     for name in ("testvm", "testvm2"):
         assert cli("down", name).returncode == 0
-    _nothing_left(str(tmp_path / "state"))
+    _nothing_left(str(tmp_path / "state"), ("testvm", "testvm2"))
