@@ -19,16 +19,32 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
+from runtime.standalone import WAIT_SECONDS
 from tests.support.topology import Netns, processes_mentioning
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOOT_TIMEOUT = 120  # TCG; the first boot in a fresh libvirt root probes QEMU for ~4 s
+#: how long a `netplug up` may run: it gives up by itself after WAIT_SECONDS and says why
+UP_TIMEOUT = WAIT_SECONDS + 60
+#: pytest-timeout of every e2e test, longer than the waits inside one (a boot and a few
+#: console waits of BOOT_TIMEOUT, or an up of UP_TIMEOUT with its down and checks), so a
+#: failure shows the test's own message, or netplug's, not pytest-timeout's stack dump
+E2E_TEST_TIMEOUT = 600
+assert E2E_TEST_TIMEOUT > 2 * UP_TIMEOUT and E2E_TEST_TIMEOUT > 4 * BOOT_TIMEOUT
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    for item in items:
+        if str(item.path).startswith(here + os.sep) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(E2E_TEST_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
 def guest_image() -> str:
     """The test guest's directory (vmlinuz, initramfs.cpio.gz), built once and cached."""
-    done = subprocess.run([os.path.join(REPO, "scripts", "build-guest")], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([os.path.join(REPO, "scripts", "build-guest")], capture_output=True, text=True,
+                          timeout=E2E_TEST_TIMEOUT - 60)
     if done.returncode != 0:
         pytest.fail(f"scripts/build-guest failed:\n{done.stderr[-3000:]}")
     return done.stdout.strip().splitlines()[-1]

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from netplug.pod import NodeNetwork
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, UP_TIMEOUT
 from tests.support.topology import processes_mentioning
 
 TESTVM = os.path.join(REPO, "manifests", "examples", "testvm.yaml")
@@ -27,7 +27,7 @@ def cli(tmp_path, guest_image):
     env = {**os.environ, "NETPLUG_STATE_DIR": str(tmp_path / "state"), "NETPLUG_GUEST_DIR": guest_image,
            "NETPLUG_AGENT_SOCKET": str(tmp_path / "no-agent.sock")}
 
-    def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    def run(*args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=timeout)
     run.env = env  # type: ignore[attr-defined]
@@ -174,7 +174,7 @@ def test_two_ups_at_once_do_not_collide(cli, tmp_path):
     procs = [subprocess.Popen([sys.executable, "-m", "runtime.cli", "up", path], cwd=REPO, env=cli.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for path in (TESTVM, str(second), TESTVM)]
-    outputs = [p.communicate(timeout=300) for p in procs]
+    outputs = [p.communicate(timeout=UP_TIMEOUT) for p in procs]
     codes = [p.returncode for p in procs]
     assert codes[1] == 0 and sorted([codes[0], codes[2]]) == [0, 2], outputs
     loser = outputs[0] if codes[0] == 2 else outputs[2]
