@@ -122,7 +122,8 @@ class Standalone:
         written whole under a name of this process's own, then hard-linked into place, which
         the kernel does only if no record.json exists (no check-then-write window)."""
         os.makedirs(paths.root, mode=0o700, exist_ok=True)
-        mine = os.path.join(paths.root, f".record.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        # beside the VM directories, not in one: a loser writes nothing into the winner's
+        mine = os.path.join(os.path.dirname(paths.root), f".claim.{os.getpid()}.{time.monotonic_ns()}.tmp")
         with open(mine, "x") as f:
             json.dump(record, f, indent=2)
         try:

@@ -76,3 +76,4 @@ def test_of_ups_racing_for_one_vm_exactly_one_claims_it(standalone):
     assert all("already up" in outcome for n, outcome in outcomes.items() if n != winner)
     assert json.loads(open(paths.record).read())["by"] == winner  # the losers wrote nothing over it
     assert os.listdir(paths.root) == ["record.json"]
+    assert os.listdir(os.path.dirname(paths.root)) == ["default_racer"]  # no claim file left behind
