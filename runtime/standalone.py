@@ -326,16 +326,16 @@ class Standalone:
             return False
         paths = self.paths(record["namespace"], record["name"])
         pid = record.get("launcherPid")
-        if pid and _is_launcher(pid):
+        if pid and _is_launcher(pid, paths):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 30
-            while _is_launcher(pid) and time.monotonic() < deadline:
+            while _is_launcher(pid, paths) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _is_launcher(pid):
+            if _is_launcher(pid, paths):
                 os.kill(pid, signal.SIGKILL)
-        for qemu in qemu_pids(f"{record['namespace']}_{record['name']}"):
-            os.kill(qemu, signal.SIGKILL)  # a launcher killed by force leaves its QEMU behind
         netns_path = f"/run/netns/{record['netns']}"
+        for qemu in vm_qemus(record):
+            os.kill(qemu, signal.SIGKILL)  # a launcher killed by force leaves its QEMU behind
         for attachment in reversed(record["attachments"]):
             self.cni.delete(None, Attachment(record["containerID"], netns_path, attachment["ifname"]),
                             network=attachment["conflist"])
@@ -357,7 +357,7 @@ class Standalone:
     def describe_state(self, record: dict) -> dict:
         paths = self.paths(record["namespace"], record["name"])
         status = self._status(paths)
-        alive = bool(record.get("launcherPid")) and _is_launcher(record["launcherPid"])
+        alive = bool(record.get("launcherPid")) and _is_launcher(record["launcherPid"], paths)
         phase = status.get("phase", "Scheduled" if alive else "Failed")
         if phase == "Running" and not alive:
             phase = "Failed"
@@ -509,9 +509,21 @@ def _first_lease(path: str) -> str | None:
     return None
 
 
-def _is_launcher(pid: int) -> bool:
+def vm_qemus(record: dict) -> list[int]:
+    """The live QEMU of this VM: named after its domain *and* in its pod's netns (another
+    state dir, another helper's test, may run a VM of the same name on this machine)."""
+    pod = netns.identity(f"/run/netns/{record['netns']}")
+    if pod is None:
+        return []
+    return [pid for pid in qemu_pids(f"{record['namespace']}_{record['name']}")
+            if netns.identity(f"/proc/{pid}/ns/net") == pod]
+
+
+def _is_launcher(pid: int, paths: VmPaths) -> bool:
+    """Whether `pid` is a live `netplug launch` of this VM's state dir (a recorded pid may be
+    another process's by now, another state dir's launcher among them)."""
     argv = live_argv(pid) or []
-    return b"launch" in argv and b"runtime.cli" in argv
+    return b"launch" in argv and b"runtime.cli" in argv and paths.launcher.encode() in argv
 
 
 def age(created: float) -> str:

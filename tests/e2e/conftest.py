@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
+from netplug.ops import netns
 from runtime.standalone import WAIT_SECONDS
 from tests.support.topology import Netns, processes_mentioning
 
@@ -64,6 +65,8 @@ class RunningVM:
     proc: subprocess.Popen
     state_dir: str
     name: str
+    #: the pod netns the VM runs in (its QEMU's)
+    netns: str = ""
 
     @property
     def serial(self) -> str:
@@ -113,7 +116,7 @@ class Launcher:
              "--kernel", os.path.join(self.image, "vmlinuz"), "--initrd", os.path.join(self.image, "initramfs.cpio.gz"),
              "--cmdline", f"console=ttyS0 panic=-1 quiet {cmdline}"],
             stdout=log, stderr=log, cwd=REPO)
-        vm = RunningVM(proc=proc, state_dir=state_dir, name=name)
+        vm = RunningVM(proc=proc, state_dir=state_dir, name=name, netns=pod.path)
         self.vms.append(vm)
         return vm
 
@@ -121,8 +124,12 @@ class Launcher:
         for vm in self.vms:
             if vm.proc.poll() is None:
                 vm.stop()
+            pod = netns.identity(vm.netns)
             for pid in processes_mentioning(f"guest={'default_' + vm.name},"):
-                os.kill(pid, 9)  # never leave a QEMU behind, whatever happened
+                # never leave a QEMU behind, whatever happened; only ours: another test run on
+                # this machine may boot a VM of the same name, in another netns
+                if pod is not None and netns.identity(f"/proc/{pid}/ns/net") == pod:
+                    os.kill(pid, 9)
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ import time
 
 import pytest
 
+from netplug.ops.proc import live_argv
 from netplug.pod import NodeNetwork
+from runtime.standalone import vm_qemus
 from tests.e2e.conftest import REPO, UP_TIMEOUT
 from tests.support.topology import processes_mentioning
 
@@ -35,10 +37,20 @@ def cli(tmp_path, guest_image):
     run("down", "testvm")
 
 
-def _leftovers(state: str, names: tuple[str, ...] = ("testvm",)) -> dict[str, list]:
-    """What of the VMs exists: state, netns, processes (launcher, QEMU, dnsmasq), and of their
-    pod network on the node: ports of the node bridge, the bridge plugin's ipMasq rules,
-    cached CNI results, host-local allocations."""
+def _qemus(state: str) -> list[int]:
+    """The QEMUs of the VMs up in `state` (by domain name and pod netns: other test runs on
+    this machine may boot a testvm too)."""
+    vms = os.path.join(state, "vms")
+    records = [json.load(open(os.path.join(vms, d, "record.json"))) for d in os.listdir(vms)
+               if os.path.exists(os.path.join(vms, d, "record.json"))] if os.path.isdir(vms) else []
+    return [pid for record in records for pid in vm_qemus(record)]
+
+
+def _leftovers(state: str, names: tuple[str, ...] = ("testvm",), qemus: list[int] = ()) -> dict[str, list]:
+    """What of the VMs exists: state, netns, processes (launcher and dnsmasq by the state dir
+    in their command line; the VMs' QEMUs, `qemus`, by pid), and of their pod network on the
+    node: ports of the node bridge, the bridge plugin's ipMasq rules, cached CNI results,
+    host-local allocations."""
     vms = os.path.join(state, "vms")
     ports = subprocess.run(["ip", "-j", "link", "show", "master", NodeNetwork().bridge], capture_output=True, text=True)
     container_ids = [f"netplug-{hashlib.sha256(f'default/{name}'.encode()).hexdigest()[:10]}" for name in names]
@@ -48,7 +60,7 @@ def _leftovers(state: str, names: tuple[str, ...] = ("testvm",)) -> dict[str, li
         "state": os.listdir(vms) if os.path.isdir(vms) else [],
         "netns": [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
                   if n.startswith("np-")],
-        "processes": processes_mentioning(state) + [p for name in names for p in processes_mentioning(f"guest=default_{name},")],
+        "processes": processes_mentioning(state) + [pid for pid in qemus if live_argv(pid)],
         "node bridge ports": [p["ifname"] for p in json.loads(ports.stdout or "[]")] if ports.returncode == 0 else [],
         "ipMasq rules": [line for line in nat.splitlines() if any(cid in line for cid in container_ids)],
         "cached CNI results": os.listdir(results) if os.path.isdir(results) else [],
@@ -60,8 +72,8 @@ def _leftovers(state: str, names: tuple[str, ...] = ("testvm",)) -> dict[str, li
 NODE_SIDE = ("node bridge ports", "ipMasq rules", "cached CNI results", "host-local allocations")
 
 
-def _nothing_left(state: str, names: tuple[str, ...] = ("testvm",)) -> None:
-    left = {what: found for what, found in _leftovers(state, names).items() if found}
+def _nothing_left(state: str, names: tuple[str, ...] = ("testvm",), qemus: list[int] = ()) -> None:
+    left = {what: found for what, found in _leftovers(state, names, qemus).items() if found}
     assert not left, f"left after down: {left}"
 
 
@@ -116,11 +128,12 @@ def test_up_get_console_down(cli, tmp_path):
     again = cli("up", TESTVM)
     assert again.returncode == 2 and "already up" in again.stderr and again.stderr.count("\n") == 1
 
-    up_now = _leftovers(str(tmp_path / "state"))
-    assert all(up_now[what] for what in NODE_SIDE), up_now  # what down must remove is seen while up
+    qemus = _qemus(str(tmp_path / "state"))
+    up_now = _leftovers(str(tmp_path / "state"), qemus=qemus)
+    assert len(qemus) == 1 and all(up_now[what] for what in NODE_SIDE), up_now  # seen while up: can fail
     down = cli("down", "testvm")
     assert down.returncode == 0, down.stderr
-    _nothing_left(str(tmp_path / "state"))
+    _nothing_left(str(tmp_path / "state"), qemus=qemus)
     assert cli("down", "testvm").returncode == 0  # idempotent
 
 
@@ -162,8 +175,9 @@ def test_down_cleans_up_after_a_killed_up(cli, tmp_path):
             break
     proc.wait()
     assert cli("get", "vms").stdout.count("testvm") == 1
+    qemus = _qemus(str(tmp_path / "state"))
     assert cli("down", "testvm").returncode == 0
-    _nothing_left(str(tmp_path / "state"))
+    _nothing_left(str(tmp_path / "state"), qemus=qemus)
 
 
 def test_two_ups_at_once_do_not_collide(cli, tmp_path):
@@ -184,6 +198,8 @@ def test_two_ups_at_once_do_not_collide(cli, tmp_path):
     ips = {i["ipAddress"] for item in json.loads(cli("get", "vmis", "-o", "json").stdout)["items"]
            for i in item["status"]["interfaces"]}
     assert len(ips) == 2  # each VM's pod has its own address
+    qemus = _qemus(str(tmp_path / "state"))
+    assert len(qemus) == 2
     for name in ("testvm", "testvm2"):
         assert cli("down", name).returncode == 0
-    _nothing_left(str(tmp_path / "state"), ("testvm", "testvm2"))
+    _nothing_left(str(tmp_path / "state"), ("testvm", "testvm2"), qemus)
