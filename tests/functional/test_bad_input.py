@@ -42,6 +42,13 @@ CASES = [
     ("missing-env", None, {"CNI_IFNAME": "", "CNI_NETNS": ""}, None, 4, "CNI_NETNS"),
     ("bad-cni-args", None, {"CNI_ARGS": "K8S_POD_NAME"}, None, 4, "K8S_POD_NAME"),
     ("unknown-command", None, {"CNI_COMMAND": "FROB"}, None, 4, "FROB"),
+    ("gc-not-a-list", {"cniVersion": "1.1.0", "prevResult": None, "cni.dev/valid-attachments": "ctr-1"},
+     {"CNI_COMMAND": "GC"}, None, 7, "cni.dev/valid-attachments"),
+    ("gc-list-as-id", {"cniVersion": "1.1.0", "prevResult": None,
+                       "cni.dev/valid-attachments": [{"containerID": ["ctr-1"], "ifname": "eth0"}]},
+     {"CNI_COMMAND": "GC"}, None, 7, '{"containerID": ["ctr-1"], "ifname": "eth0"}'),
+    ("gc-no-ifname", {"cniVersion": "1.1.0", "prevResult": None, "cni.dev/valid-attachments": [{"containerID": "c"}]},
+     {"CNI_COMMAND": "GC"}, None, 7, "cni.dev/valid-attachments"),
 ]
 
 
