@@ -134,8 +134,8 @@ def render_spoof_guard(plan: SpoofGuardPlan) -> dict:
     ]
     if plan.ipv4:
         commands.append(rule(_match(ether_type, "arp"),
-                             _match(_payload("arp", "saddr ip"), _address_set(plan.ipv4, "0.0.0.0"), "!="), drop))
-        commands.append(rule(_match(ether_type, "ip"), _match(_payload("ip", "saddr"), "0.0.0.0"),
+                             _match(_payload("arp", "saddr ip"), _address_set(plan.ipv4, "0.0.0.0"), "!="), drop))  # nosec B104  # a probe's unspecified sender, matched, not bound
+        commands.append(rule(_match(ether_type, "ip"), _match(_payload("ip", "saddr"), "0.0.0.0"),  # nosec B104  # DHCPDISCOVER's source, matched, not bound
                              _match(_payload("udp", "dport"), 67), {"return": None}))
         commands.append(rule(_match(ether_type, "ip"), _match(_payload("ip", "saddr"), _address_set(plan.ipv4), "!="), drop))
     if plan.ipv6:

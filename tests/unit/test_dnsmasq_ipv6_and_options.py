@@ -29,6 +29,7 @@ from netplug.errors import InvalidConfig
 from netplug.model.netconf import BridgeConf, MasqueradeConf
 from netplug.model.netspec import DhcpPlan, PodInterface, RouteSpec
 from netplug.render.dnsmasq import render_dhcp
+from tests.support.netns_run import in_throwaway_netns
 
 DATA = Path(__file__).parent / "data"
 DNSMASQ = shutil.which("dnsmasq") or next(
@@ -213,9 +214,8 @@ def dnsmasq_test(text: str, tmp_path: Path) -> subprocess.CompletedProcess:
     # dnsmasq looks the shared-network interface up while parsing: make it exist, privately
     if os.geteuid() != 0 or UNSHARE is None or IP is None:
         pytest.skip("dnsmasq --test needs the shared-network bridge to exist: root, unshare and ip in a private netns")
-    script = " && ".join([f'"{IP}" link add "{name}" type bridge' for name in shared]
-                         + [f'"{DNSMASQ}" --test -C "{path}"'])
-    done = subprocess.run([UNSHARE, "-n", "sh", "-c", script], capture_output=True, text=True, timeout=30)
+    done = in_throwaway_netns(*[[IP, "link", "add", name, "type", "bridge"] for name in shared],
+                              [DNSMASQ, "--test", "-C", str(path)])
     if done.returncode != 0 and "unshare:" in done.stderr:
         pytest.skip(f"cannot make a network namespace here: {done.stderr.strip()}")
     return done

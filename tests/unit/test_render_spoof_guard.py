@@ -31,6 +31,7 @@ import pytest
 
 from netplug.model.netspec import SpoofGuardPlan
 from netplug.render.nftables import render_spoof_guard
+from tests.support.netns_run import in_throwaway_netns
 
 DATA = Path(__file__).parent / "data"
 TAG = "5d41402abc4b2a76"
@@ -214,8 +215,7 @@ def test_nft_reads_the_rules_as_meant(tmp_path: Path) -> None:
         pytest.skip("unshare (util-linux) is not installed")
     path = tmp_path / "guard.json"
     path.write_text(json.dumps(render_spoof_guard(plan())))
-    done = subprocess.run([UNSHARE, "-n", "sh", "-c", f'"{nft}" -j -f "{path}" && "{nft}" list ruleset'],
-                          capture_output=True, text=True, timeout=30)
+    done = in_throwaway_netns([nft, "-j", "-f", str(path)], [nft, "list", "ruleset"])
     if done.returncode != 0 and "unshare" in done.stderr:
         pytest.skip(f"cannot make a network namespace here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
