@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 
 from netplug import naming
 from tests.support.cnirt import sandbox_ips
 from tests.support.fixtures import attach_guest
-from tests.support.topology import Netns, dhcp_lease, sh, unique, veth
+from tests.support.topology import Netns, UdpSink, dhcp_lease, sh, unique, veth
 
 MASQ = {"type": "netplug", "binding": "masquerade", "vmInterface": "default"}
 
@@ -78,31 +77,6 @@ def test_netplug_listens_in_the_pod_only_for_dhcp_on_the_bridge(netplug_agent, p
         stranger.delete()
     netplug_agent.runtime.delete(pod_network.conflist("1.0.0", MASQ), result, container_id="ctr-iso",
                                  netns=pod.path, ifname="eth0")
-
-
-class UdpSink:
-    """Records the source address of every datagram that reaches `port` in `ns`."""
-
-    def __init__(self, ns: Netns, port: int) -> None:
-        self.sources: list[str] = []
-        self.sock = ns.run(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-        self.sock.bind(("0.0.0.0", port))
-        self.sock.settimeout(0.2)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.sources.append(self.sock.recvfrom(100)[1][0])
-            except (TimeoutError, OSError):
-                continue
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join()
-        self.sock.close()
 
 
 def test_guest_traffic_leaves_the_pod_only_as_the_pod(netplug, pod_network, pod, outside, guests, tmp_path):

@@ -184,6 +184,31 @@ class TcpServer:
         self.sock.close()
 
 
+class UdpSink:
+    """Records the source address of every datagram that reaches `port` in `ns`."""
+
+    def __init__(self, ns: Netns, port: int) -> None:
+        self.sources: list[str] = []
+        self.sock = ns.run(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        self.sock.bind(("0.0.0.0", port))
+        self.sock.settimeout(0.2)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.sources.append(self.sock.recvfrom(100)[1][0])
+            except (TimeoutError, OSError):
+                continue
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.sock.close()
+
+
 def tcp_request(ns: Netns, host: str, port: int, timeout: float = 3.0) -> str | None:
     """Connect from inside `ns`; the server's greeting, or None if nothing answered."""
     def connect() -> str | None:
