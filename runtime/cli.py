@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     webhook = sub.add_parser("webhook", help="serve the validating admission webhook (HTTPS)")
     webhook.add_argument("--cert", required=True)
     webhook.add_argument("--key", required=True)
-    webhook.add_argument("--address", default="0.0.0.0")
+    webhook.add_argument("--address", default="0.0.0.0")  # nosec B104  # in its pod: the Service reaches the pod IP
     webhook.add_argument("--port", type=int, default=8443)
     webhook.add_argument("--kubeconfig", help="for the NAD lookup; default: the in-cluster service account, "
                                               "else ~/.kube/config")
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     controller.add_argument("--lease-duration", type=float, default=15.0)
     controller.add_argument("--renew-deadline", type=float, default=10.0)
     controller.add_argument("--retry-period", type=float, default=2.0)
-    controller.add_argument("--metrics-address", default="0.0.0.0")
+    controller.add_argument("--metrics-address", default="0.0.0.0")  # nosec B104  # in its pod, for the metrics scraper
     controller.add_argument("--metrics-port", type=int, default=8080)
     controller.add_argument("--log-level", default=os.environ.get("NETPLUG_LOG_LEVEL", "INFO"),
                             choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -131,7 +131,7 @@ def launcher_pod(vmi: dict, nads: list[NetworkAttachmentDefinition], settings: L
             continue
         nad = by_key[network.multus.nad_key(model.metadata.namespace)]
         if nad.resource_name:  # one device of the NAD's resource per network (virt-controller's rule)
-            requests[nad.resource_name] = str(int(requests.get(nad.resource_name, "0")) + 1)
+            requests[nad.resource_name] = str(int(requests.get(nad.resource_name, "0")) + 1)  # nosec B113  # a dict of resource requests, not the HTTP library
             env.append({"name": _env_name(network.name), "value": nad.resource_name})
     limits = dict(requests)
     cpu = (model.spec.domain.resources.get("requests") or {}).get("cpu") or f"{100 * model.vcpus}m"

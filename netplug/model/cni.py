@@ -115,6 +115,8 @@ def parse_result(data: Any, version: str, *, field: str = "prevResult") -> Resul
         raise IncompatibleVersion(f"{field} uses the 0.2.0 result format, which is not supported")
     data = dict(data)
     data.setdefault("cniVersion", version)
+    if not isinstance(data.get("ips") or [], list):
+        raise DecodeFailure(f"{field}.ips must be a list, got {type(data['ips']).__name__}")
     ips = []
     for ip in data.get("ips") or []:
         if isinstance(ip, dict):
@@ -143,6 +145,17 @@ def parse_result(data: Any, version: str, *, field: str = "prevResult") -> Resul
                 ipaddress.ip_address(ip.gateway)
             except ValueError:
                 raise DecodeFailure(f'{field}.ips: invalid gateway "{ip.gateway}"') from None
+        if ip.interface is not None and not 0 <= ip.interface < len(result.interfaces):
+            # chained plugins append interfaces: a dangling index would come to name one of them
+            raise DecodeFailure(f"{field}.ips: interface {ip.interface} is not an index into interfaces "
+                                f"({len(result.interfaces)} listed)")
+    for route in result.routes:
+        try:
+            ipaddress.ip_network(route.dst, strict=False)  # as Go's ParseCIDR: host bits allowed
+            if route.gw is not None:
+                ipaddress.ip_address(route.gw)
+        except ValueError:
+            raise DecodeFailure(f'{field}.routes: invalid route "{route.dst}" via "{route.gw}"') from None
     return result
 
 

@@ -24,6 +24,11 @@ IFNAME_MAX = 15
 
 def validate_ifname(value: str) -> str:
     """The Go skel's interface name rules: 1-15 chars, not . or .., no / : or whitespace."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # bytes from the environment that are not UTF-8
+        shown = value.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+        raise ValueError(f'interface name "{shown}" is not UTF-8') from None
     if not value or len(value.encode()) > IFNAME_MAX:
         raise ValueError(f'interface name "{value}" must be 1 to {IFNAME_MAX} bytes')
     if value in (".", "..") or any(c in value for c in "/:") or any(c.isspace() for c in value):

@@ -134,7 +134,7 @@ class VirtualMachineInstance(_Api):
         requests = requests if isinstance(requests, dict) else {}
         if memory.get("guest"):
             return "domain.memory.guest", memory["guest"]
-        if requests.get("memory"):
+        if requests.get("memory"):  # nosec B113  # a dict of resource requests, not the HTTP library
             return "domain.resources.requests.memory", requests["memory"]
         return "domain.resources.requests.memory", "128Mi"
 

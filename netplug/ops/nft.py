@@ -88,3 +88,11 @@ def list_table(family: str, table: str) -> list[dict] | None:
 
 def table_exists(family: str, table: str) -> bool:
     return list_table(family, table) is not None
+
+
+def list_ruleset() -> list[dict]:
+    """Every table, chain and rule of the calling thread's netns, as nft JSON objects."""
+    ok, out, err = _run(json.dumps({"nftables": [{"list": {"ruleset": None}}]}))
+    if not ok:
+        raise FirewallError("cannot list the nftables ruleset", details=err.strip())
+    return [o for o in json.loads(out).get("nftables", []) if "metainfo" not in o]

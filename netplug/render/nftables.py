@@ -10,6 +10,11 @@ rule's comment carries the attachment tag. The ruleset is KubeVirt's masquerade 
     postrouting (nat, srcnat)   <family> saddr <vm> masquerade
                                 oifname <bridge> jump postinbound
     postinbound                 <family> saddr <loopback> [<proto> dport {ports}] snat to <gateway>
+    forward     (filter, 0)     iifname <bridge> <family> saddr != <vm> drop
+
+The forward chain is netplug's, not KubeVirt's: only the VM's own address is masqueraded, so
+a guest that sends from any other source (another pod's address, another address of the VM
+network) would leave the pod under that source; it is dropped instead.
 
 `render_spoof_guard` renders a bridge-family table whose one chain (prerouting, priority
 -300, before the bridge forwards or delivers anything) drops frames that enter a bridge from
@@ -70,6 +75,10 @@ def render_nat(plan: NatPlan) -> dict:
             "family": family, "table": table, "name": name,
             "type": "nat", "hook": hook, "prio": prio, "policy": "accept",
         }}})
+    commands.append({"add": {"chain": {
+        "family": family, "table": table, "name": "forward",
+        "type": "filter", "hook": "forward", "prio": 0, "policy": "accept",
+    }}})
     for name in ("inbound", "postinbound"):
         commands.append({"add": {"chain": {"family": family, "table": table, "name": name}}})
 
@@ -82,6 +91,8 @@ def render_nat(plan: NatPlan) -> dict:
     commands.append(rule("prerouting", _match(_meta("iifname"), plan.pod_interface), {"jump": {"target": "inbound"}}))
     commands.append(rule("postrouting", _match(_payload(addr, "saddr"), plan.vm_address), {"masquerade": None}))
     commands.append(rule("postrouting", _match(_meta("oifname"), plan.bridge), {"jump": {"target": "postinbound"}}))
+    commands.append(rule("forward", _match(_meta("iifname"), plan.bridge),
+                         _match(_payload(addr, "saddr"), plan.vm_address, "!="), {"drop": None}))
     for ports in _port_matches(plan):
         commands.append(rule("inbound", *ports, {"dnat": {"addr": plan.vm_address}}))
         commands.append(rule("output", _match(_payload(addr, "daddr"), plan.loopback), *ports,
@@ -123,8 +134,8 @@ def render_spoof_guard(plan: SpoofGuardPlan) -> dict:
     ]
     if plan.ipv4:
         commands.append(rule(_match(ether_type, "arp"),
-                             _match(_payload("arp", "saddr ip"), _address_set(plan.ipv4, "0.0.0.0"), "!="), drop))
-        commands.append(rule(_match(ether_type, "ip"), _match(_payload("ip", "saddr"), "0.0.0.0"),
+                             _match(_payload("arp", "saddr ip"), _address_set(plan.ipv4, "0.0.0.0"), "!="), drop))  # nosec B104  # a probe's unspecified sender, matched, not bound
+        commands.append(rule(_match(ether_type, "ip"), _match(_payload("ip", "saddr"), "0.0.0.0"),  # nosec B104  # DHCPDISCOVER's source, matched, not bound
                              _match(_payload("udp", "dport"), 67), {"return": None}))
         commands.append(rule(_match(ether_type, "ip"), _match(_payload("ip", "saddr"), _address_set(plan.ipv4), "!="), drop))
     if plan.ipv6:

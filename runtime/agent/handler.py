@@ -293,8 +293,12 @@ class Handler:
 
     def cmd_gc(self, request: skel.Request) -> None:
         valid = request.config.get("cni.dev/valid-attachments", request.config.get("cni.dev/attachments"))
-        if not isinstance(valid, list) or not all(isinstance(a, dict) for a in valid):
+        if not isinstance(valid, list):
             raise InvalidConfig("cni.dev/valid-attachments must be a list of {containerID, ifname}")
+        for entry in valid:
+            if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("containerID", "ifname")):
+                raise InvalidConfig("cni.dev/valid-attachments: every entry must be {containerID, ifname} strings, "
+                                    f"got {json.dumps(entry)[:100]}")
         keep = {(a.get("containerID"), a.get("ifname")) for a in valid}
         network = str(request.config.get("name", ""))
         errors = []

@@ -3,6 +3,8 @@ and the value, and nothing created: no link, rule, process or state record."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.support.cnirt import exec_plugin
@@ -41,7 +43,30 @@ CASES = [
     ("slash-ifname", None, {"CNI_IFNAME": "et/h0"}, None, 4, "et/h0"),
     ("missing-env", None, {"CNI_IFNAME": "", "CNI_NETNS": ""}, None, 4, "CNI_NETNS"),
     ("bad-cni-args", None, {"CNI_ARGS": "K8S_POD_NAME"}, None, 4, "K8S_POD_NAME"),
+    # hostile input (issue 8): paths outside /proc and /run/netns, names a kernel or a path
+    # join would misread, sizes and nesting that would exhaust the agent, bytes that are not text
+    ("netns-outside", None, {"CNI_NETNS": "/tmp/netns-x"}, None, 4, "/tmp/netns-x"),
+    ("netns-traversal", None, {"CNI_NETNS": "/run/netns/../../etc/passwd"}, None, 4, "/run/netns/../../etc/passwd"),
+    ("netns-self", None, {"CNI_NETNS": "/proc/self/ns/net"}, None, 4, "/proc/self/ns/net"),
+    ("netns-device", None, {"CNI_NETNS": "/dev/null"}, None, 4, "/dev/null"),
+    ("space-ifname", None, {"CNI_IFNAME": "et h0"}, None, 4, "et h0"),
+    ("dot-ifname-single", None, {"CNI_IFNAME": "."}, None, 4, "CNI_IFNAME"),
+    ("colon-ifname", None, {"CNI_IFNAME": "eth0:1"}, None, 4, "eth0:1"),
+    ("16-char-ifname", None, {"CNI_IFNAME": "x" * 16}, None, 4, "x" * 16),
+    ("not-utf8-ifname", None, {"CNI_IFNAME": os.fsdecode(b"eth\xff")}, None, 4, 'interface name "eth\\xff" is not UTF-8'),
+    ("not-utf8-container-id", None, {"CNI_CONTAINERID": os.fsdecode(b"ctr\xff")}, None, 4, "CNI_CONTAINERID"),
+    ("one-byte-over-1mib", None, {}, b'{"cniVersion": "1.0.0", "pad": "' + b"x" * ((1 << 20) - 33) + b'"}', 7,
+     str((1 << 20) + 1)),
+    ("deeply-nested", None, {}, b'{"cniVersion": "1.0.0", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 6,
+     "nested too deeply"),
     ("unknown-command", None, {"CNI_COMMAND": "FROB"}, None, 4, "FROB"),
+    ("gc-not-a-list", {"cniVersion": "1.1.0", "prevResult": None, "cni.dev/valid-attachments": "ctr-1"},
+     {"CNI_COMMAND": "GC"}, None, 7, "cni.dev/valid-attachments"),
+    ("gc-list-as-id", {"cniVersion": "1.1.0", "prevResult": None,
+                       "cni.dev/valid-attachments": [{"containerID": ["ctr-1"], "ifname": "eth0"}]},
+     {"CNI_COMMAND": "GC"}, None, 7, '{"containerID": ["ctr-1"], "ifname": "eth0"}'),
+    ("gc-no-ifname", {"cniVersion": "1.1.0", "prevResult": None, "cni.dev/valid-attachments": [{"containerID": "c"}]},
+     {"CNI_COMMAND": "GC"}, None, 7, "cni.dev/valid-attachments"),
 ]
 
 

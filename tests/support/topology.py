@@ -20,12 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pyroute2 import IPRoute
+
 from netplug.ops import netns as ops_netns
+from netplug.ops import nft as ops_nft
 from netplug.ops.proc import pids_mentioning
 
 _counter = itertools.count(1)
 #: the pod-wide sysctls netplug's bindings change (and must restore)
 SNAPSHOT_SYSCTLS = ("ipv4/ip_forward", "ipv6/conf/all/forwarding", "ipv4/conf/all/arp_ignore")
+RT_SCOPE_LINK = 253
+IFF_UP = 1
 
 
 def in_isolated_world() -> bool:
@@ -89,22 +94,30 @@ class Netns:
 
     def snapshot(self) -> dict:
         """What a DEL must give back: each link's MAC, MTU, master, state and addresses (not
-        link-local), the nftables ruleset, and the sysctls a binding may change."""
-        links = {
-            link["ifname"]: {"mac": link.get("address"), "mtu": link.get("mtu"), "master": link.get("master"),
-                             "up": "UP" in link.get("flags", []),
-                             "addresses": sorted(f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
-                                                 if a.get("scope") != "link")}
-            for link in json.loads(self.ip("-j", "addr", "show").stdout)
-        }
-
-        def read_sysctls() -> dict[str, str]:
-            values = {}
+        link-local), the nftables ruleset, and the sysctls a binding may change. Read in-process
+        (pyroute2, libnftables) from a thread in the netns: the fuzzer takes one per case."""
+        def read() -> dict:
+            with IPRoute() as ipr:
+                found = ipr.get_links()
+                addresses: dict[int, list[str]] = {}
+                for addr in ipr.get_addr():
+                    if addr["scope"] != RT_SCOPE_LINK:
+                        local = addr.get_attr("IFA_LOCAL") or addr.get_attr("IFA_ADDRESS")
+                        addresses.setdefault(addr["index"], []).append(f"{local}/{addr['prefixlen']}")
+            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in found}
+            links = {
+                link.get_attr("IFLA_IFNAME"): {
+                    "mac": link.get_attr("IFLA_ADDRESS"), "mtu": link.get_attr("IFLA_MTU"),
+                    "master": names.get(link.get_attr("IFLA_MASTER")), "up": bool(link["flags"] & IFF_UP),
+                    "addresses": sorted(addresses.get(link["index"], []))}
+                for link in found
+            }
+            sysctls = {}
             for key in SNAPSHOT_SYSCTLS:
                 with open(f"/proc/sys/net/{key}") as f:
-                    values[key] = f.read().strip()
-            return values
-        return {"links": links, "nft": self.nft_ruleset(), "sysctls": self.run(read_sysctls)}
+                    sysctls[key] = f.read().strip()
+            return {"links": links, "nft": ops_nft.list_ruleset(), "sysctls": sysctls}
+        return self.run(read)
 
     def run(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on a thread inside this netns and return its result."""
@@ -168,6 +181,31 @@ class TcpServer:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+        self.sock.close()
+
+
+class UdpSink:
+    """Records the source address of every datagram that reaches `port` in `ns`."""
+
+    def __init__(self, ns: Netns, port: int) -> None:
+        self.sources: list[str] = []
+        self.sock = ns.run(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        self.sock.bind(("0.0.0.0", port))
+        self.sock.settimeout(0.2)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.sources.append(self.sock.recvfrom(100)[1][0])
+            except (TimeoutError, OSError):
+                continue
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
         self.sock.close()
 
 

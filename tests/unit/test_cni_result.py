@@ -191,3 +191,28 @@ def test_bad_gateway_is_code_6() -> None:
     with pytest.raises(NetplugError) as info:
         parse_result({"ips": [{"address": "10.244.1.5/24", "gateway": "10.244.1.300"}]}, "1.0.0")
     assert info.value.cni_code == 6
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        ({"ips": -1}, "prevResult.ips must be a list"),
+        ({"ips": {"address": "10.0.0.5/24"}}, "prevResult.ips must be a list"),
+        ({"interfaces": [{"name": "eth0"}], "ips": [{"address": "10.0.0.5/24", "interface": 1}]},
+         "interface 1 is not an index"),
+        ({"ips": [{"address": "10.0.0.5/24", "interface": -1}]}, "interface -1 is not an index"),
+        ({"routes": [{"dst": ""}]}, 'invalid route ""'),
+        ({"routes": [{"dst": "10.0.0.0/8", "gw": "10.0.0.256"}]}, 'via "10.0.0.256"'),
+        ({"routes": [{"dst": "default"}]}, 'invalid route "default"'),
+    ],
+)
+def test_inconsistent_result_is_code_6_naming_the_field(data: dict, text: str) -> None:
+    """Found by the reliability fuzzer: these went into the result (or crashed) before."""
+    with pytest.raises(NetplugError) as info:
+        parse_result(data, "1.0.0")
+    assert info.value.cni_code == 6
+    assert text in info.value.msg
+
+
+def test_a_route_with_host_bits_is_accepted_as_go_parses_it() -> None:
+    assert parse_result({"routes": [{"dst": "10.1.2.3/8"}]}, "1.0.0").routes[0].dst == "10.1.2.3/8"
