@@ -63,8 +63,10 @@ def probe_mac(n: int) -> str:
     return f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
 
 
-def probes(node: Node, chain, count: int, into: dict[str, list[float]]) -> None:
-    """`count` probe attachments, one at a time: ADD, then DEL; their times go `into`."""
+def probes(node: Node, chain, count: int, into: dict[str, list[float]]) -> float:
+    """`count` probe attachments, one at a time: ADD, then DEL; their times go `into`.
+    Returns the p90 of these probes' netplug ADD."""
+    adds = []
     for _ in range(count):
         sandbox = Sandbox.create("bnprb")
         try:
@@ -72,9 +74,11 @@ def probes(node: Node, chain, count: int, into: dict[str, list[float]]) -> None:
             removed = node.delete(run, chain)
         finally:
             sandbox.delete()
+        adds.append(run.add_ms[1])
         into["netplug ADD"].append(run.add_ms[1])
         into["chain ADD"].append(sum(run.add_ms))
         into["netplug DEL"].append(removed[1])
+    return Stats.of(adds).p90
 
 
 def idle_figures(node: Node, live: list[ChainRun]) -> dict[str, float]:
@@ -126,6 +130,7 @@ def main() -> int:
     print(f"machine: {machine()}")
     samples: dict[int, dict[str, list[float]]] = {n: {"netplug ADD": [], "chain ADD": [], "netplug DEL": []}
                                                     for n in levels}
+    passes: dict[int, list[float]] = {n: [] for n in levels}  # netplug ADD p90 of each pass
     idle: dict[int, dict[str, float]] = {}
     restarts: dict[str, dict[str, float]] = {}
     grow_ms: list[float] = []
@@ -144,8 +149,8 @@ def main() -> int:
                     live.append(run)
                     dhcp.append(DhcpProbe(sandbox.netns, BRIDGE, probe_mac(len(live))))
                 idle[level] = idle_figures(node, live)
-                probes(node, chain, count, samples[level])
-                print(f"  {level:4} live: netplug ADD p90 {Stats.of(samples[level]['netplug ADD']).p90:6.1f} ms, "
+                passes[level].append(probes(node, chain, count, samples[level]))
+                print(f"  {level:4} live: netplug ADD p90 {passes[level][-1]:6.1f} ms, "
                       f"agent idle CPU {idle[level]['agent CPU %']:4.1f} %", flush=True)
 
             answered = first_offers(dhcp, 30)
@@ -159,7 +164,7 @@ def main() -> int:
                     dhcp.pop().close()
                     node.delete(run, chain)
                     run.sandbox.delete()
-                probes(node, chain, count, samples[level])
+                passes[level].append(probes(node, chain, count, samples[level]))
         finally:
             for run in live:
                 try:
@@ -175,8 +180,9 @@ def main() -> int:
     rows = []
     for level in levels:
         s = {k: Stats.of(v) for k, v in samples[level].items()}
-        rows.append((level, s["netplug ADD"], s["chain ADD"], s["netplug DEL"]))
-    table(rows, ("live", "netplug ADD", "chain ADD", "netplug DEL"))
+        rows.append((level, s["netplug ADD"], " / ".join(f"{p:.1f}" for p in passes[level]), s["chain ADD"],
+                     s["netplug DEL"]))
+    table(rows, ("live", "netplug ADD", "ADD p90 up / down pass", "chain ADD", "netplug DEL"))
     print(f"  growing the node, netplug ADD: {Stats.of(grow_ms)} over {len(grow_ms)} attachments")
     print()
     print("memory and idle CPU (the agent's supervisor sweeps every attachment every 2 s)")
