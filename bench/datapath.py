@@ -27,12 +27,13 @@ microseconds, where a Python request/response loop would add tens of them to bot
 and hide the difference. Inbound latency is not measured: the forwarded ports are TCP only,
 so an ICMP echo to the pod IP is answered by the pod, not the guest.
 
-The machine may be shared: every round measures every path, in a rotating order; each
-ratio is the median of the per-round ratios to the plain pod of the same round.
+The machine may be shared: every round measures each binding right beside a run of the plain
+pod (alternately before and after it), in a rotating order; each ratio is the median over the
+rounds of the binding's figure divided by its neighbouring plain figure.
 
 Targets: throughput >= 0.9x and latency <= 1.1x the plain path.
 
-Usage (root): .venv/bin/python bench/datapath.py [--rounds 5] [--seconds 4] [--pings 500] [--quick]
+Usage (root): .venv/bin/python bench/datapath.py [--rounds 5] [--seconds 3] [--pings 2000] [--quick]
 """
 
 from __future__ import annotations
@@ -157,13 +158,13 @@ def pod_ip(result: dict, ifname: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=4.0, help="iperf3 run length")
-    parser.add_argument("--pings", type=int, default=500)
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 1.5 s and 150 pings")
+    parser.add_argument("--seconds", type=float, default=3.0, help="iperf3 run length")
+    parser.add_argument("--pings", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 1.5 s and 500 pings")
     args = parser.parse_args()
     if (status := reexec_isolated()) is not None:
         return status
-    rounds, seconds, pings = (3, 1.5, 150) if args.quick else (args.rounds, args.seconds, args.pings)
+    rounds, seconds, pings = (3, 1.5, 500) if args.quick else (args.rounds, args.seconds, args.pings)
 
     print(f"datapath: {rounds} rounds, iperf3 {seconds} s per path, {pings} pings per path")
     print(f"machine: {machine()}")
@@ -217,15 +218,27 @@ def main() -> int:
             servers += [Server(p.sender) for p in paths if p.inbound_to]
             inbound = [p for p in paths if p.inbound_to]
 
-            results: dict[str, dict[str, list[float]]] = {}
+            results: dict[str, dict[str, list[float]]] = {p.label: {"gbps": [], "ms": [], "in_gbps": []} for p in paths}
+            ratios: dict[str, dict[str, list[float]]] = {p.label: {"gbps": [], "ms": [], "in_gbps": []} for p in paths}
+            plain_path, others = paths[0], paths[1:]
+
+            def measure(path: Path, key: str) -> float:
+                value = {"gbps": lambda: iperf3(path.sender, OUTSIDE, seconds),
+                         "ms": lambda: ping_ms(path.sender, OUTSIDE, pings),
+                         "in_gbps": lambda: iperf3(outside, path.inbound_to, seconds)}[key]()
+                results[path.label][key].append(value)
+                return value
+
             for r in range(rounds):
-                order = paths[r % len(paths):] + paths[:r % len(paths)]
+                # each binding right beside a plain run, alternately before and after it: a pair
+                # shares the machine's load of the moment; a ratio is the pair's
+                order = others[r % len(others):] + others[:r % len(others)]
                 for path in order:
-                    entry = results.setdefault(path.label, {"gbps": [], "ms": [], "in_gbps": []})
-                    entry["gbps"].append(iperf3(path.sender, OUTSIDE, seconds))
-                    entry["ms"].append(ping_ms(path.sender, OUTSIDE, pings))
-                for path in inbound:
-                    results[path.label]["in_gbps"].append(iperf3(outside, path.inbound_to, seconds))
+                    for key in ("gbps", "ms") + (("in_gbps",) if path.inbound_to else ()):
+                        pair = (plain_path, path) if r % 2 == 0 else (path, plain_path)
+                        earlier, later = measure(pair[0], key), measure(pair[1], key)
+                        plain, binding = (earlier, later) if pair[0] is plain_path else (later, earlier)
+                        ratios[path.label][key].append(binding / plain)
                 print(f"  round {r + 1}/{rounds}: " + ", ".join(
                     f"{label} {e['gbps'][-1]:.1f} Gbit/s {e['ms'][-1] * 1000:.1f} us" for label, e in results.items()),
                     flush=True)
@@ -243,13 +256,12 @@ def main() -> int:
             node.close()
             second.close()
 
-    base = results["plain pod"]
-
     def per_round(label: str, key: str) -> float:
-        return statistics.median(v / b for v, b in zip(results[label][key], base[key], strict=True))
+        return statistics.median(ratios[label][key]) if label != plain_path.label else 1.0
 
     print()
-    print("guest (or plain pod) -> outside host; medians over the rounds; ratios: median of per-round ratios")
+    print("guest (or plain pod) -> outside host; medians over the rounds; ratios: median of the ratios of each "
+          "binding run to the plain run beside it")
     rows = []
     for label, e in results.items():
         rows.append((label, f"{statistics.median(e['gbps']):.2f}", f"{per_round(label, 'gbps'):.2f}x",

@@ -9,6 +9,7 @@ counted. All times are on this machine's wall clock, from:
 
   - up's own progress lines (read as they are printed: sandbox made, CNI chain done,
     launcher started; up measures its steps on its own monotonic clock, printed with them),
+  - the agent's log (its handler's time for netplug's ADD),
   - the launcher's log (JSON lines with millisecond timestamps: domain start, Running),
   - the DHCP messages on the pod's k6t-eth0 bridge, timestamped by the kernel as they pass
     (a raw socket opened as soon as the bridge exists, before the guest boots),
@@ -138,7 +139,19 @@ def launcher_times(log_file: str) -> dict[str, float]:
     return found
 
 
-def one_up(env: dict, state_dir: str) -> dict[str, float]:
+def agent_add_ms(agent_log: str) -> float:
+    """The last ADD's time inside the agent, as its handler logs it ("ADD done in X ms")."""
+    found = float("nan")
+    if os.path.exists(agent_log):
+        with open(agent_log) as f:
+            for line in f:
+                match = re.search(r'"msg": "ADD done in ([0-9.]+) ms"', line)
+                if match:
+                    found = float(match.group(1))
+    return found
+
+
+def one_up(env: dict, state_dir: str, agent_log: str) -> dict[str, float]:
     """One `netplug up` until the lease, then `netplug down`; its phases in ms."""
     vm_dir = os.path.join(state_dir, "vms", "default_testvm")
     sniffer = DhcpSniffer(os.path.join(vm_dir, "record.json"))
@@ -183,6 +196,7 @@ def one_up(env: dict, state_dir: str) -> dict[str, float]:
         "up start-up (python, YAML, plan)": (up_began - start) * ms,
         "pod sandbox (netns)": sandbox_offset * ms,
         "CNI chain (bridge+host-local+netplug)": (cni_offset - sandbox_offset) * ms,
+        "  of which netplug's ADD inside the agent": agent_add_ms(agent_log),
         "until the launcher runs": (launched_at - cni_at) * ms,
         "launcher until it starts the domain": (launcher.get("starting domain", launched_at) - launched_at) * ms,
         "libvirt + QEMU until Running": (launcher["Running"] - launcher.get("starting domain", launched_at)) * ms,
@@ -201,11 +215,11 @@ def series(runs: int, workdir: str, agent: bool) -> list[dict[str, float]]:
     env = {**os.environ, "NETPLUG_STATE_DIR": node.state_dir, "NETPLUG_AGENT_SOCKET": node.socket,
            "NETPLUG_GUEST_DIR": GUEST_DIR, "PYTHONUNBUFFERED": "1"}
     if agent:
-        node.start_agent()
+        node.start_agent(log_level="INFO")  # its handler logs each ADD's time
     try:
         found = []
         for i in range(runs + 1):
-            figures = one_up(env, node.state_dir)
+            figures = one_up(env, node.state_dir, node.agent_log)
             if i:  # the first run warms the caches
                 found.append(figures)
             print(f"  {'agent' if agent else 'no agent'} run {i}{' (warm-up)' if not i else ''}: ready in "
@@ -237,7 +251,8 @@ def main() -> int:
 
     print()
     print("milliseconds, median of the runs")
-    table([(key, f"{median(with_agent, key):.1f}", f"{median(without, key):.1f}") for key in with_agent[0]],
+    table([(key, f"{median(with_agent, key):.1f}", f"{median(without, key):.1f}".replace("nan", "-"))
+           for key in with_agent[0]],
           ("phase", "agent running", "no agent"))
     share = median(with_agent, SHARE)
     print()

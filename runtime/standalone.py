@@ -237,7 +237,7 @@ class Standalone:
         events = open(os.path.join(paths.root, "events.log"), "a")
 
         def step(text: str) -> None:
-            self.out(f"[{time.monotonic() - started:6.2f}s] {text}")
+            self.out(f"[{time.monotonic() - started:7.3f}s] {text}")
             events.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}\n")
             events.flush()
 
