@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -259,79 +258,56 @@ def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = fr
     """Tear down everything `spec` names; tolerant of what is already gone. What was removed.
     Pod-wide sysctls in `keep_sysctls` are still needed by another attachment: not restored."""
     removed: list[str] = []
-    if dhcp.stop(files.conf, files.pid):
-        removed.append("dhcp service")
-    if spec.vf is not None:
-        vf = spec.vf
-        node = netns.NODE
-        if vf.netdev is not None and _same_netns(spec):
-            with netns.entered(spec.netns):
-                if _move_back(vf, node):
-                    removed.append(f"VF netdev {vf.netdev} back in the node")
-        _unlink(vf.device_info_file)
-        try:
-            sriov.set_vf_config(vf.pf, vf.index, _vf_settings(vf.restore))
-            removed.append(f"VF {vf.pci} settings restored")
-        except NetplugError as exc:  # PF gone or VFs re-created after a reboot: nothing to restore
-            log.warning("VF %s settings not restored: %s", vf.pci, exc.msg)
-    if not _same_netns(spec):
-        return removed  # links, rules and sysctls went with the namespace
+    stopping = dhcp.begin_stop(files.conf, files.pid)  # the daemon exits while the rest goes
     try:
-        def delete_tables() -> list[str]:
-            return [f"nft table {family} {table}" for family, table, _ in _rulesets(spec)
-                    if nft.delete_table(family, table)]
-
-        def delete_links() -> list[str]:
-            done = []
-            with link.session() as links:
-                for wanted in reversed(spec.links):
-                    if wanted.kind == "existing":
-                        if _give_back(links, wanted):
-                            done.append(f"pod interface {wanted.takeover.name} restored")
-                    elif links.delete(wanted.name):
-                        done.append(f"link {wanted.name}")
-            return done
-
-        for done in _concurrently(spec.netns, delete_tables, delete_links):
-            removed += done
-        with netns.entered(spec.netns):
-            for key in spec.sysctls:
-                if key.key in keep_sysctls:
-                    continue
-                if key.restore is not None and sysctl.read(key.key) == key.value:
-                    sysctl.write(key.key, key.restore)
-                    removed.append(f"sysctl {key.key}={key.restore}")
-    except NetplugError as exc:
-        if netns.exists(spec.netns):
-            raise
-        log.info("netns %s vanished during teardown (%s)", spec.netns, exc.msg)
+        if spec.vf is not None:
+            vf = spec.vf
+            node = netns.NODE
+            if vf.netdev is not None and _same_netns(spec):
+                with netns.entered(spec.netns):
+                    if _move_back(vf, node):
+                        removed.append(f"VF netdev {vf.netdev} back in the node")
+            _unlink(vf.device_info_file)
+            try:
+                sriov.set_vf_config(vf.pf, vf.index, _vf_settings(vf.restore))
+                removed.append(f"VF {vf.pci} settings restored")
+            except NetplugError as exc:  # PF gone or VFs re-created after a reboot: nothing to restore
+                log.warning("VF %s settings not restored: %s", vf.pci, exc.msg)
+        if _same_netns(spec):  # else links, rules and sysctls went with the namespace
+            try:
+                with netns.entered(spec.netns):
+                    removed += _remove_in_netns(spec, keep_sysctls)
+            except NetplugError as exc:
+                if netns.exists(spec.netns):
+                    raise
+                log.info("netns %s vanished during teardown (%s)", spec.netns, exc.msg)
+    finally:
+        if dhcp.finish_stop(stopping):
+            removed.insert(0, "dhcp service")
     return removed
 
 
-def _concurrently(netns_path: str, *jobs: Callable[[], object]) -> list[object]:
-    """Run each job on its own thread inside the netns; their results, or the first error.
-
-    NOTE: deleting links and deleting an nftables table each block in the kernel for an RCU
-    grace period (tens of ms on small VMs) under different locks (rtnl, nfnl), so running
-    them side by side shares the wait instead of adding it up."""
-    results: list[object] = [None] * len(jobs)
-
-    def run(i: int, job: Callable[[], object]) -> None:
-        try:
-            with netns.entered(netns_path):
-                results[i] = job()
-        except BaseException as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for outcome in results:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return results
+def _remove_in_netns(spec: NetSpec, keep_sysctls: frozenset[str]) -> list[str]:
+    removed = []
+    # Sysctls first: writing ip_forward takes the rtnl lock, which deleting a bridge holds
+    # through an RCU barrier.
+    for key in spec.sysctls:
+        if key.key in keep_sysctls:
+            continue
+        if key.restore is not None and sysctl.read(key.key) == key.value:
+            sysctl.write(key.key, key.restore)
+            removed.append(f"sysctl {key.key}={key.restore}")
+    removed += [f"nft table {family} {table}" for family, table, _ in _rulesets(spec)
+                if nft.delete_table(family, table)]
+    with link.session() as links:
+        # Created links go in one batch (one set of kernel RCU waits), before a taken-over pod
+        # interface gets its name back (a bridge binding's ifb holds that name meanwhile).
+        created = [wanted.name for wanted in reversed(spec.links) if wanted.kind != "existing"]
+        removed += [f"link {name}" for name in links.delete_all(created)]
+        for wanted in reversed(spec.links):
+            if wanted.kind == "existing" and _give_back(links, wanted):
+                removed.append(f"pod interface {wanted.takeover.name} restored")
+    return removed
 
 
 def check(spec: NetSpec, files: ServiceFiles) -> list[str]:

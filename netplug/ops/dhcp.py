@@ -12,6 +12,7 @@ import os
 import select
 import signal
 import subprocess
+from dataclasses import dataclass
 
 from netplug.errors import ServiceError
 from netplug.ops.proc import live_argv
@@ -21,10 +22,9 @@ DNSMASQ = "dnsmasq"
 
 def _write_atomic(path: str, text: str) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
+    # no fsync: the config is rendered again from the state record at every start
     with open(tmp, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -65,27 +65,57 @@ def start(config: str, conf_file: str, pid_file: str) -> int:
     return pid
 
 
+@dataclass
+class Stopping:
+    """A DHCP service told to stop, not yet waited for."""
+
+    pid_file: str
+    pidfd: int | None
+
+
+def begin_stop(conf_file: str, pid_file: str) -> Stopping | None:
+    """SIGTERM the service and return at once (`finish_stop` waits); None when it was not running."""
+    pid = running(conf_file, pid_file)
+    if pid is None:
+        _unlink(pid_file)
+        return None
+    try:
+        # a pidfd pins the process: no recycled pid can be signalled, and poll() wakes at exit
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return Stopping(pid_file, None)
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    return Stopping(pid_file, pidfd)
+
+
+def finish_stop(stopping: Stopping | None, timeout: float = 2.0) -> bool:
+    """Wait until a service `begin_stop` signalled has exited (SIGKILL after `timeout`) and
+    remove its pid file; False when there was none."""
+    if stopping is None:
+        return False
+    if stopping.pidfd is not None:
+        try:
+            if not select.select([stopping.pidfd], [], [], timeout)[0]:
+                signal.pidfd_send_signal(stopping.pidfd, signal.SIGKILL)
+                select.select([stopping.pidfd], [], [], timeout)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(stopping.pidfd)
+    _unlink(stopping.pid_file)
+    return True
+
+
 def stop(conf_file: str, pid_file: str, timeout: float = 2.0) -> bool:
     """Stop the service; False when it was not running. Removes the pid file."""
-    pid = running(conf_file, pid_file)
-    if pid is not None:
-        try:
-            # a pidfd pins the process: no recycled pid can be signalled, and poll() wakes at exit
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            pidfd = None
-        if pidfd is not None:
-            try:
-                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-                if not select.select([pidfd], [], [], timeout)[0]:
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                    select.select([pidfd], [], [], timeout)
-            except ProcessLookupError:
-                pass
-            finally:
-                os.close(pidfd)
+    return finish_stop(begin_stop(conf_file, pid_file), timeout)
+
+
+def _unlink(path: str) -> None:
     try:
-        os.unlink(pid_file)
+        os.unlink(path)
     except FileNotFoundError:
         pass
-    return pid is not None
