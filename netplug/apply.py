@@ -1,7 +1,9 @@
 """The apply engine: make a `NetSpec` real, check it, remove it.
 
 `apply` creates links (or takes over the pod interface as a bridge port), addresses,
-sysctls, the nftables rulesets (NAT, spoof guard) and the DHCP service in that order and pushes one undo step per change onto a `Journal`; if anything fails the caller
+sysctls, the nftables rulesets (NAT, spoof guard) and the DHCP service in that order (dnsmasq
+is started as soon as the link it serves is up and waited for last, so that it comes up while
+the rest is made) and pushes one undo step per change onto a `Journal`; if anything fails the caller
 rolls the journal back and the pod is as it was (only what this ADD changed is undone: a
 pre-existing link that collides is left alone). `remove` is DEL's tolerant teardown by name,
 from the spec alone; `check` lists every way the pod differs from the spec.
@@ -184,6 +186,7 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
           checkpoint: Callable[[str], None] = _no_checkpoint) -> None:
     if spec.vf is not None:
         _apply_vf(spec, journal, checkpoint)
+    starting = None
     with netns.entered(spec.netns), link.session() as links:
         freed = {w.takeover.name for w in spec.links if w.takeover is not None}
         for wanted in spec.links:
@@ -214,6 +217,9 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
             for address in wanted.addresses:
                 links.add_address(wanted.name, address)
             links.set_up(wanted.name)
+            if spec.dhcp is not None and wanted.name == spec.dhcp.interface:
+                # dnsmasq comes up (~5 ms, mostly its own exec) while the rest is made
+                starting = _start_service(spec, files, journal)
 
         for key in spec.sysctls:
             sysctl.write(key.key, key.value)
@@ -228,10 +234,17 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
             checkpoint(f"nft:{family}")
 
         if spec.dhcp is not None:
-            config = render_dhcp(spec.dhcp, pid_file=files.pid, lease_file=files.leases, log_file=files.log)
-            journal.push("dhcp service", lambda: dhcp.stop(files.conf, files.pid))
-            dhcp.start(config, files.conf, files.pid)
+            dhcp.finish_start(starting or _start_service(spec, files, journal))
             checkpoint("dhcp")
+
+
+def _start_service(spec: NetSpec, files: ServiceFiles, journal: Journal) -> dhcp.Starting:
+    """Start the spec's DHCP service in the current netns; `dhcp.finish_start` waits for it."""
+    assert spec.dhcp is not None
+    config = render_dhcp(spec.dhcp, pid_file=files.pid, lease_file=files.leases, log_file=files.log)
+    starting = dhcp.begin_start(config, files.conf, files.pid)
+    journal.push("dhcp service", lambda: dhcp.abandon_start(starting))
+    return starting
 
 
 def ensure_service(spec: NetSpec, files: ServiceFiles) -> bool:
