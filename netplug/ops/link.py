@@ -13,11 +13,14 @@ from __future__ import annotations
 import errno
 import fcntl
 import ipaddress
+import logging
 import os
 import platform
 import random
+import select
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from netplug.errors import KernelError, LinkConflict, LinkNotFound
 from netplug.ops import rtnl
 from netplug.ops.rtnl import NetlinkError
 
+log = logging.getLogger(__name__)
 IFF_UP = 0x1
 RTPROT_KERNEL, RTPROT_STATIC = 2, 4
 RT_TABLE_MAIN = 254
@@ -325,26 +329,31 @@ class Links:
         return groups
 
     def delete_all(self, names: list[str]) -> list[str]:
-        """Delete the links `names` in one kernel batch; the names that existed.
+        """Delete the links `names` in one kernel batch; the names that existed. Returns once
+        the kernel has announced each deletion (see `_delete_announced`).
 
         The kernel pays its RCU waits (an rcu_barrier once the batch is unregistered, one more
         in a bridge's uninit) per batch, not per link: deleting a bridge and its tap one by
         one waits three times, as a batch twice. The batch is a link group that no other link
         in the netns uses, deleted with one request."""
         found = {name: index for name in names if (index := self._index(name)) is not None}
-        if len(found) < 2:
-            return [name for name in found if self.delete(name)]
+        if not found:
+            return []
         try:
-            used = self._groups()
-            group = next(g for g in iter(lambda: random.randrange(1 << 16, 1 << 31), None) if g not in used)
-            for name, index in list(found.items()):
-                try:
-                    self._sock.request(rtnl.RTM_NEWLINK, _link_body(index) + rtnl.u32(rtnl.IFLA_GROUP, group))
-                except NetlinkError as exc:
-                    if exc.errno != errno.ENODEV:
-                        raise
-                    del found[name]  # gone meanwhile
-            self._sock.request(rtnl.RTM_DELLINK, _link_body() + rtnl.u32(rtnl.IFLA_GROUP, group))
+            if len(found) == 1:
+                request = _link_body(next(iter(found.values())))
+            else:
+                used = self._groups()
+                group = next(g for g in iter(lambda: random.randrange(1 << 16, 1 << 31), None) if g not in used)
+                for name, index in list(found.items()):
+                    try:
+                        self._sock.request(rtnl.RTM_NEWLINK, _link_body(index) + rtnl.u32(rtnl.IFLA_GROUP, group))
+                    except NetlinkError as exc:
+                        if exc.errno != errno.ENODEV:
+                            raise
+                        del found[name]  # gone meanwhile
+                request = _link_body() + rtnl.u32(rtnl.IFLA_GROUP, group)
+            _delete_announced(request, set(found.values()))
         except NetlinkError as exc:
             _raise(exc, f"deleting {', '.join(found)}")
         return list(found)
@@ -361,6 +370,59 @@ class Links:
                 return False
             _raise(exc, f'deleting "{name}"')
         return True
+
+
+def _delete_announced(request: bytes, indexes: set[int]) -> None:
+    """Send an RTM_DELLINK `request` from a thread of its own; return when the kernel has
+    announced the deletion of every link in `indexes` (RTM_DELLINK on the link multicast
+    group) or the request is over.
+
+    The kernel announces a link's deletion once it has unregistered it: it is out of the
+    netns (no name, no index, no addresses, no routes, no sysfs entry) and the rtnl lock is
+    about to be released. What the request still waits for after that is netdev_run_todo: an
+    rcu_barrier (~15 ms here) and freeing the memory, outside the rtnl lock. The thread waits
+    for it; the caller does not. A refusal comes before any announcement and is raised here."""
+    monitor = rtnl.Socket(groups=rtnl.RTMGRP_LINK)  # subscribed before the request: no announcement is missed
+    sock = rtnl.Socket()
+    done_read, done_write = os.pipe2(os.O_CLOEXEC)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sock.request(rtnl.RTM_DELLINK, request)
+        except BaseException as exc:  # handed to the caller if it still waits, else logged
+            outcome.append(exc)
+            if not waiting.is_set():
+                log.error("deleting links %s failed after the kernel announced it: %s", sorted(indexes), exc)
+        finally:
+            sock.close()
+            os.close(done_write)  # wakes the caller's select
+
+    waiting = threading.Event()
+    waiting.set()
+    pending = set(indexes)
+    worker = threading.Thread(target=run, name="link-delete", daemon=True)
+    try:
+        worker.start()
+        while pending:
+            ready = select.select([monitor.fileno(), done_read], [], [])[0]
+            if done_read in ready:
+                worker.join()
+                break
+            try:
+                announced = monitor.notifications()
+            except OSError:  # ENOBUFS: announcements were dropped; wait for the request instead
+                worker.join()
+                break
+            for kind, payload in announced:
+                if kind == rtnl.RTM_DELLINK:
+                    pending.discard(rtnl.IFINFO.unpack_from(payload)[2])
+    finally:
+        waiting.clear()
+        monitor.close()
+        os.close(done_read)
+    if outcome and not worker.is_alive():
+        raise outcome[0]
 
 
 @contextmanager

@@ -37,6 +37,7 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 RTEXT_FILTER_SKIP_STATS = 1 << 3
+RTMGRP_LINK = 0x1  # the multicast group of link notifications
 
 # linux/if_link.h
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
@@ -110,12 +111,13 @@ def unpack_u32(value: bytes) -> int:
 class Socket:
     """One NETLINK_ROUTE socket; requests are answered in order, one at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, groups: int = 0) -> None:
+        """`groups`: the multicast groups whose notifications `notifications` reads."""
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
         try:
             self._sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # the kernel's reason in errors
             self._sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # errors without a copy of the request
-            self._sock.bind((0, 0))
+            self._sock.bind((0, groups))
         except OSError:
             self._sock.close()
             raise
@@ -123,6 +125,22 @@ class Socket:
 
     def close(self) -> None:
         self._sock.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def notifications(self) -> list[tuple[int, memoryview]]:
+        """(type, payload) of the notifications one read returns (blocks until there is one)."""
+        data = memoryview(self._sock.recv(65536))
+        found = []
+        offset = 0
+        while offset + _HEADER.size <= len(data):
+            length, kind, _, _, _ = _HEADER.unpack_from(data, offset)
+            if length < _HEADER.size:
+                break
+            found.append((kind, data[offset + _HEADER.size:offset + length]))
+            offset += (length + 3) & ~3
+        return found
 
     def _send(self, kind: int, flags: int, body: bytes) -> int:
         self._seq += 1
