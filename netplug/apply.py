@@ -102,7 +102,7 @@ def _give_back(links: link.Links, wanted: LinkSpec) -> bool:
     """Undo `_take_over`: the pod interface as the primary CNI made it. False if not taken."""
     assert wanted.takeover is not None
     original = wanted.takeover
-    if links.get(wanted.name) is None:
+    if not links.exists(wanted.name):
         return False
     links.set(wanted.name, master=0)
     links.set(wanted.name, state="down")
@@ -190,9 +190,9 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
     with netns.entered(spec.netns), link.session() as links:
         freed = {w.takeover.name for w in spec.links if w.takeover is not None}
         for wanted in spec.links:
-            if wanted.takeover is not None and links.get(wanted.takeover.name) is None:
+            if wanted.takeover is not None and not links.exists(wanted.takeover.name):
                 raise LinkNotFound(f'pod interface "{wanted.takeover.name}" is gone from {spec.netns}')
-            if wanted.name not in freed and links.get(wanted.name) is not None:
+            if wanted.name not in freed and links.exists(wanted.name):
                 raise LinkConflict(f'link "{wanted.name}" already exists in the pod netns {spec.netns}')
         for wanted in spec.links:
             if wanted.kind == "existing":

@@ -76,6 +76,12 @@ def _link_body(index: int = 0, flags: int = 0, change: int = 0, family: int = so
     return rtnl.IFINFO.pack(family, 0, index, flags, change)
 
 
+def _by_name(name: str) -> bytes:
+    """An RTM_GETLINK body asking for link `name`, without its statistics."""
+    return _link_body() + rtnl.string(rtnl.IFLA_IFNAME, name) + rtnl.u32(rtnl.IFLA_EXT_MASK,
+                                                                        rtnl.RTEXT_FILTER_SKIP_STATS)
+
+
 def _link_attrs(attrs: dict[str, object]) -> bytes:
     """Attributes of a link change, from the keywords `set` takes."""
     out = []
@@ -105,8 +111,7 @@ class Links:
 
     def _message(self, name: str) -> tuple[int, int, dict[int, bytes]] | None:
         """(index, flags, attributes) of link `name`, None when there is none."""
-        body = _link_body() + rtnl.string(rtnl.IFLA_IFNAME, name) + rtnl.u32(rtnl.IFLA_EXT_MASK,
-                                                                            rtnl.RTEXT_FILTER_SKIP_STATS)
+        body = _by_name(name)
         try:
             reply = self._sock.get(rtnl.RTM_GETLINK, body)
         except NetlinkError as exc:
@@ -117,8 +122,12 @@ class Links:
         return index, flags, rtnl.attrs(reply, rtnl.IFINFO.size)
 
     def _index(self, name: str) -> int | None:
-        found = self._message(name)
-        return found[0] if found else None
+        try:
+            return rtnl.IFINFO.unpack_from(self._sock.get(rtnl.RTM_GETLINK, _by_name(name)))[2]  # the header is enough
+        except NetlinkError as exc:
+            if exc.errno in (errno.ENODEV, errno.ENOENT):
+                return None
+            _raise(exc, f'looking up "{name}"')
 
     def _require(self, name: str) -> int:
         index = self._index(name)
