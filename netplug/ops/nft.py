@@ -20,6 +20,7 @@ import queue
 import threading
 
 from netplug.errors import FirewallError
+from netplug.ops import netns
 
 _NFT_CTX_DEFAULT = 0
 _NFT_CTX_OUTPUT_JSON = 1 << 4
@@ -63,8 +64,11 @@ def _free_later(ctx: int) -> None:
     global _freer
     with _freer_lock:
         if _freer is None:
-            _freer = threading.Thread(target=_free_contexts, name="nft-ctx-free", daemon=True)
-            _freer.start()
+            # a thread starts in the netns of the thread that starts it: in the node's, it never
+            # keeps a pod's netns alive
+            with netns.entered(netns.NODE):
+                _freer = threading.Thread(target=_free_contexts, name="nft-ctx-free", daemon=True)
+                _freer.start()
     _to_free.put(ctx)
 
 
