@@ -237,11 +237,11 @@ class Node:
 
     # the agent
 
-    def start_agent(self) -> subprocess.Popen:
+    def start_agent(self, log_level: str = "WARNING") -> subprocess.Popen:
         log = open(os.path.join(self.workdir, "agent.log"), "a")
         self.agent = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "agent", "--socket", self.socket, "--state-dir", self.state_dir,
-             "--log-level", "WARNING"], cwd=REPO, stdout=log, stderr=log)
+             "--log-level", log_level], cwd=REPO, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
         while not os.path.exists(self.socket):
             if self.agent.poll() is not None or time.monotonic() > deadline:
