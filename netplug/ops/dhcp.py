@@ -1,7 +1,8 @@
 """The guest's DHCP service: one dnsmasq per attachment, started in the calling thread's netns.
 
 dnsmasq daemonizes itself and its first process exits only once the daemon is bound and
-ready (or with the startup error), so when `start` returns, DHCP already answers. The pid
+ready (or with the startup error), so when `start` returns, DHCP already answers; a caller
+with other work to do starts it with `begin_start` and waits with `finish_start`. The pid
 file identifies the daemon; before signalling a pid we check that it is still a dnsmasq
 running our config file, so a recycled pid is never killed.
 """
@@ -12,19 +13,19 @@ import os
 import select
 import signal
 import subprocess
+from dataclasses import dataclass
 
 from netplug.errors import ServiceError
-from netplug.ops.proc import live_argv
+from netplug.ops.proc import live_argv, pids_mentioning
 
 DNSMASQ = "dnsmasq"
 
 
 def _write_atomic(path: str, text: str) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
+    # no fsync: the config is rendered again from the state record at every start
     with open(tmp, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -47,45 +48,145 @@ def running(conf_file: str, pid_file: str) -> int | None:
     return pid if pid and _alive(pid, conf_file) else None
 
 
-def start(config: str, conf_file: str, pid_file: str) -> int:
-    """Write the config and start dnsmasq; returns its pid once it answers."""
+@dataclass
+class Starting:
+    """A dnsmasq on its way up: its starter runs until the daemon answers (`finish_start`)."""
+
+    conf_file: str
+    pid_file: str
+    starter: subprocess.Popen
+
+
+def begin_start(config: str, conf_file: str, pid_file: str) -> Starting:
+    """Write the config and start dnsmasq without waiting for it (the caller goes on with
+    other work meanwhile, then calls `finish_start`)."""
     _write_atomic(conf_file, config)
     try:
-        proc = subprocess.run([DNSMASQ, "-C", conf_file], capture_output=True, text=True,
-                              timeout=30, check=False, start_new_session=True)
+        starter = subprocess.Popen([DNSMASQ, "-C", conf_file], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     except FileNotFoundError:
         raise ServiceError("dnsmasq is not installed (Debian package dnsmasq-base)") from None
+    return Starting(conf_file, pid_file, starter)
+
+
+def finish_start(starting: Starting, timeout: float = 30.0) -> int:
+    """Wait until the dnsmasq `begin_start` started answers; its pid."""
+    try:
+        _, stderr = starting.starter.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise ServiceError(f"dnsmasq with {conf_file} did not start in 30 s") from None
-    if proc.returncode != 0:
-        raise ServiceError("dnsmasq failed to start", details=proc.stderr.strip())
-    pid = running(conf_file, pid_file)
+        starting.starter.kill()
+        starting.starter.communicate()
+        raise ServiceError(f"dnsmasq with {starting.conf_file} did not start in {timeout:.0f} s") from None
+    if starting.starter.returncode != 0:
+        raise ServiceError("dnsmasq failed to start", details=stderr.decode(errors="replace").strip())
+    pid = running(starting.conf_file, starting.pid_file)
     if pid is None:
-        raise ServiceError(f"dnsmasq started but {pid_file} names no running dnsmasq")
+        raise ServiceError(f"dnsmasq started but {starting.pid_file} names no running dnsmasq")
     return pid
 
 
-def stop(conf_file: str, pid_file: str, timeout: float = 2.0) -> bool:
-    """Stop the service; False when it was not running. Removes the pid file."""
-    pid = running(conf_file, pid_file)
-    if pid is not None:
+def start(config: str, conf_file: str, pid_file: str) -> int:
+    """Write the config and start dnsmasq; returns its pid once it answers."""
+    return finish_start(begin_start(config, conf_file, pid_file))
+
+
+def abandon_start(starting: Starting) -> None:
+    """Undo `begin_start`, finished or not: whatever came up is stopped."""
+    starting.starter.communicate()  # let the starter finish: a daemon it forked has a pid file then
+    stop(starting.conf_file, starting.pid_file)
+
+
+@dataclass
+class Stopping:
+    """A DHCP service told to stop, not yet waited for."""
+
+    pid_file: str
+    pidfds: list[int]
+
+
+def _ours(conf_file: str) -> list[int]:
+    """Every live dnsmasq started with `conf_file`: a daemon whose pid file is gone, and the
+    processes of a start that a crash cut short (they go on coming up without us)."""
+    needle = os.fsencode(conf_file)
+    return [pid for pid in pids_mentioning(needle)
+            if (argv := live_argv(pid)) and os.path.basename(argv[0]) == b"dnsmasq" and needle in argv]
+
+
+def _signal(pids: list[int], sig: int) -> list[int]:
+    """pidfds of `pids`, each sent `sig` (a pidfd pins the process: no recycled pid can be
+    signalled, and poll() wakes at its exit)."""
+    pidfds = []
+    for pid in pids:
         try:
-            # a pidfd pins the process: no recycled pid can be signalled, and poll() wakes at exit
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
-            pidfd = None
-        if pidfd is not None:
+            continue
+        try:
+            signal.pidfd_send_signal(pidfd, sig)
+        except ProcessLookupError:
+            pass
+        pidfds.append(pidfd)
+    return pidfds
+
+
+def _wait(pidfds: list[int], timeout: float) -> None:
+    """Until each process has exited (SIGKILL after `timeout`); closes the pidfds."""
+    try:
+        for pidfd in pidfds:
             try:
-                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
                 if not select.select([pidfd], [], [], timeout)[0]:
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                     select.select([pidfd], [], [], timeout)
             except ProcessLookupError:
                 pass
-            finally:
-                os.close(pidfd)
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
+
+
+def _stop_leftovers(conf_file: str, timeout: float) -> bool:
+    """Stop every dnsmasq of `conf_file` that no pid file names; False if there was none.
+    Each round waits for what it signalled to exit, so a daemon forked by a starter it caught
+    mid-start exists at the next round's scan."""
+    found = False
+    for _ in range(10):
+        pids = _ours(conf_file)
+        if not pids:
+            break
+        found = True
+        _wait(_signal(pids, signal.SIGTERM), timeout)
+    return found
+
+
+def begin_stop(conf_file: str, pid_file: str, timeout: float = 2.0) -> Stopping | None:
+    """SIGTERM the service and return at once (`finish_stop` waits); None when it was not
+    running. Without a live daemon in the pid file (a start cut short by a crash, a pid file
+    gone) the processes of `conf_file` are found in /proc and stopped before it returns."""
+    pid = running(conf_file, pid_file)
+    if pid is not None:
+        return Stopping(pid_file, _signal([pid], signal.SIGTERM))
+    stopped = os.path.exists(conf_file) and _stop_leftovers(conf_file, timeout)
+    _unlink(pid_file)
+    return Stopping(pid_file, []) if stopped else None
+
+
+def finish_stop(stopping: Stopping | None, timeout: float = 2.0) -> bool:
+    """Wait until the processes `begin_stop` signalled have exited (SIGKILL after `timeout`)
+    and remove the pid file; False when there were none."""
+    if stopping is None:
+        return False
+    _wait(stopping.pidfds, timeout)
+    _unlink(stopping.pid_file)
+    return True
+
+
+def stop(conf_file: str, pid_file: str, timeout: float = 2.0) -> bool:
+    """Stop the service; False when it was not running. Removes the pid file."""
+    return finish_stop(begin_stop(conf_file, pid_file, timeout), timeout)
+
+
+def _unlink(path: str) -> None:
     try:
-        os.unlink(pid_file)
+        os.unlink(path)
     except FileNotFoundError:
         pass
-    return pid is not None

@@ -4,6 +4,11 @@ One call is one transaction: a JSON document is applied all or nothing, exactly 
 `nft -j -f -` would, but in-process, so it costs about a millisecond instead of a program
 start, and it acts in the calling thread's netns (the library opens its netlink socket
 there). libnftables comes with Debian's nftables package (libnftables1).
+
+A context is freed on a thread of its own, not by the caller: closing its netlink socket
+makes the kernel finish every pending table destruction first (an RCU grace period, ~10 ms
+here, after any table delete anywhere on the node), and nothing the caller does depends on
+that.
 """
 
 from __future__ import annotations
@@ -11,12 +16,18 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import queue
+import threading
 
 from netplug.errors import FirewallError
+from netplug.ops import netns
 
 _NFT_CTX_DEFAULT = 0
 _NFT_CTX_OUTPUT_JSON = 1 << 4
 _lib: ctypes.CDLL | None = None
+_to_free: queue.SimpleQueue[int] = queue.SimpleQueue()
+_freer: threading.Thread | None = None
+_freer_lock = threading.Lock()
 
 
 def _library() -> ctypes.CDLL:
@@ -43,6 +54,24 @@ def _library() -> ctypes.CDLL:
     return _lib
 
 
+def _free_contexts() -> None:
+    lib = _library()
+    while True:
+        lib.nft_ctx_free(_to_free.get())
+
+
+def _free_later(ctx: int) -> None:
+    global _freer
+    with _freer_lock:
+        if _freer is None:
+            # a thread starts in the netns of the thread that starts it: in the node's, it never
+            # keeps a pod's netns alive
+            with netns.entered(netns.NODE):
+                _freer = threading.Thread(target=_free_contexts, name="nft-ctx-free", daemon=True)
+                _freer.start()
+    _to_free.put(ctx)
+
+
 def _run(command: str) -> tuple[bool, str, str]:
     """(ok, output, error text) of one command or JSON document, in the current netns."""
     lib = _library()
@@ -58,7 +87,7 @@ def _run(command: str) -> tuple[bool, str, str]:
         err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
         return rc == 0, out, err
     finally:
-        lib.nft_ctx_free(ctx)
+        _free_later(ctx)
 
 
 def load(document: dict) -> None:

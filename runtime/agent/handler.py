@@ -149,7 +149,9 @@ class Handler:
             journal = Journal()
             journal.push("state record", lambda: self.store.delete(request.container_id, request.ifname))
             try:
-                self.store.save(record)
+                if record.ipam is not None:
+                    # the allocation is the first change: the record names the delegate before it
+                    self.store.save(record)
                 checkpoint("state")
                 ipam_result = None
                 if record.ipam is not None:
@@ -168,7 +170,7 @@ class Handler:
                 plan.netspec.netns_id = netns.identity(request.netns)
                 log.info("desired pod network", extra={"data": plan.netspec.model_dump(mode="json")})
                 record.netspec = plan.netspec
-                self.store.save(record)
+                self.store.save(record)  # before the first change to the pod
                 checkpoint("plan")
 
                 apply(plan.netspec, self.store.service_files(request.container_id, request.ifname),

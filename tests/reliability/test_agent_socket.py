@@ -146,11 +146,19 @@ def test_the_agent_is_reachable_through_its_socket_path_only(netplug_agent, pod)
     assert _shim(np, _env(np, pod, "DEL"), config).returncode == 0
 
     pid = np.agent.pid
+
+    def unknown() -> set[str]:
+        # netlink sockets of the node's netns, and of the pod's: a DEL leaves its last kernel
+        # waits (freeing deleted links, a closed nftables context) to threads of its own
+        netlink = {**_table_inodes(f"/proc/{pid}/net/netlink", 9),
+                   **{row.split()[9]: row for row in pod.exec("cat", "/proc/net/netlink").stdout.splitlines()[1:]
+                      if len(row.split()) > 9}}
+        return _socket_inodes(pid) - set(_table_inodes(f"/proc/{pid}/net/unix", 6)) - set(netlink)
+
+    assert wait_for(lambda: not unknown(), timeout=10), \
+        f"the agent holds sockets that are neither unix nor netlink (IP?): {unknown()}"
     inodes = _socket_inodes(pid)
     unix = _table_inodes(f"/proc/{pid}/net/unix", 6)
-    netlink = _table_inodes(f"/proc/{pid}/net/netlink", 9)
-    unknown = inodes - set(unix) - set(netlink)
-    assert not unknown, f"the agent holds sockets that are neither unix nor netlink (IP?): {unknown}"
     paths = [unix[i][7] for i in inodes & set(unix) if len(unix[i]) > 7]
     assert np.socket in paths, paths
     assert not [p for p in paths if p.startswith("@")], f"abstract sockets: {paths}"
