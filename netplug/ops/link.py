@@ -155,11 +155,14 @@ class Links:
                               "metric": msg.get("priority")})
         return found
 
-    def add_route(self, name: str, dst: str, gateway: str | None, metric: int | None) -> None:
+    def add_route(self, name: str, dst: str, gateway: str | None, metric: int | None, *,
+                  replace: bool = False) -> None:
+        """Add a route through `name` (already there: fine); `replace` takes over the route
+        of the same destination and metric wherever it points now."""
         index = self._require(name)
         attrs = {k: v for k, v in (("gateway", gateway), ("priority", metric)) if v is not None}
         try:
-            self._ipr.route("add", dst=dst, oif=index, **attrs)
+            self._ipr.route("replace" if replace else "add", dst=dst, oif=index, **attrs)
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:
                 _raise(exc, f"adding route {dst} via {gateway} on {name}")

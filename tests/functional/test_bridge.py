@@ -1,17 +1,31 @@
-"""Bridge binding through the real shim: on the pod network (the guest holds the pod's IP)
-and on secondary networks (pod<h>, made by the reference bridge plugin as a Multus delegate
-would), with the spoof guard, dhcpOptions, and DEL giving the pod interface back."""
+"""Bridge binding through the real shim: on the pod network (the guest holds the pod's IP,
+IPv4, IPv6 or both) and on secondary networks (pod<h>, made by the reference bridge plugin as
+a Multus delegate would), with the spoof guard (addresses, ARP, neighbour discovery),
+dhcpOptions, and DEL giving the pod interface back as the primary CNI made it."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 
+import pytest
+
 from netplug import naming
 from tests.support.cnirt import exec_plugin
 from tests.support.fixtures import assert_nothing_left, attach_guest
 from tests.support.spec import validate_result
-from tests.support.topology import Netns, TcpServer, dhcp_lease, tcp_request, unique
+from tests.support.topology import (
+    Netns,
+    TcpServer,
+    default_route6,
+    dhcp6_lease,
+    dhcp_lease,
+    neighbour_mac,
+    send_neighbour_advert,
+    tcp_request,
+    unique,
+    wait_for,
+)
 
 VM_MAC = "52:54:00:aa:bb:01"
 BRIDGE = {"type": "netplug", "binding": "bridge", "vmInterface": "default", "mac": VM_MAC}
@@ -94,6 +108,132 @@ def test_guest_holds_the_pod_ip(netplug, pod_network, guests, tmp_path):
         assert not pod.nft_ruleset() and not netplug.services() and not netplug.records()
         netplug.runtime.delete(pod_network.conflist("1.0.0"), result, **ids)
         assert pod_network.allocations() == [neighbour_ip]
+    finally:
+        pod.delete()
+        neighbour.delete()
+
+
+def _pod_state(pod: Netns, ifname: str = "eth0") -> dict:
+    """The pod interface as a user would compare it: kind, MAC, MTU, every address (link-local
+    included) and every route through it, both families."""
+    link = pod.links()[ifname]
+    (shown,) = json.loads(pod.ip("-j", "addr", "show", "dev", ifname).stdout)
+    routes = [(r["dst"], r.get("gateway"), r.get("metric"))
+              for family in ("-4", "-6") for r in json.loads(pod.ip("-j", family, "route", "show", "dev", ifname).stdout)]
+    return {"kind": link["linkinfo"]["info_kind"], "mac": link["address"], "mtu": link["mtu"],
+            "addresses": sorted((a["local"], a["prefixlen"], a.get("scope")) for a in shown["addr_info"]),
+            "routes": sorted(routes, key=str)}
+
+
+def _global6(ns: Netns, ifname: str = "eth0") -> list[str]:
+    (shown,) = json.loads(ns.ip("-j", "-6", "addr", "show", "dev", ifname).stdout)
+    return [a["local"] for a in shown["addr_info"] if a.get("scope") == "global"]
+
+
+@pytest.mark.parametrize("stack", ["dual", "ipv6-only"])
+def test_guest_holds_the_pods_ipv6(netplug, pod_network, outside, guests, tmp_path, stack):
+    """The guest gets the pod's IPv6 address over DHCPv6 (and its IPv4 on a dual-stack pod), a
+    default route from the in-pod RA, reaches another pod and a host outside over IPv6 as the
+    pod's own address; no other pod takes this pod for its router; DEL gives eth0 back as the
+    primary CNI made it and leaves nothing."""
+    dual = stack == "dual"
+    pod, neighbour = Netns.create("nppod"), Netns.create("nppod")
+    try:
+        plain = pod_network.conflist("1.0.0", ipv4=dual, ipv6=True)
+        neighbour_ips = _sandbox_ips(netplug.runtime.add(plain, container_id="ctr-neigh6", netns=neighbour.path,
+                                                         ifname="eth0"), "eth0")
+        neighbour_ip6 = next(ip.split("/")[0] for ip in neighbour_ips if ":" in ip)
+        ids = {"container_id": f"ctr-bridge6-{stack}", "netns": pod.path, "ifname": "eth0"}
+        prev = netplug.runtime.add(plain, **ids)  # the primary CNI, then netplug chained after it
+        primary = _pod_state(pod)
+        forwarding = pod.sysctl("net/ipv6/conf/all/forwarding")
+        conflist = pod_network.conflist("1.0.0", BRIDGE, ipv4=dual, ipv6=True)
+        run = _netplug(netplug, "ADD", conflist, prev, **ids)
+        assert run.returncode == 0, run.stdout
+        result = run.json
+        validate_result(result, "1.0.0")
+        pod_cidrs = _sandbox_ips(result, "eth0")
+        pod_ip6 = next(c.split("/")[0] for c in pod_cidrs if ":" in c)
+        prefix = str(ipaddress.ip_interface(next(c for c in pod_cidrs if ":" in c)).network)
+        assert sorted(pod.addresses("eth0")) == sorted(pod_cidrs)  # the pod's identity stays on eth0 (ifb)
+        assert _netplug(netplug, "CHECK", conflist, result, **ids).returncode == 0
+
+        guest = attach_guest(pod, "k6t-eth0", VM_MAC, as_tap="tap0")
+        guests.append(guest)
+        if dual:
+            assert dhcp_lease(guest.ns, "eth0", str(tmp_path))["ip"] == next(c for c in pod_cidrs if ":" not in c).split("/")[0]
+        assert dhcp6_lease(guest.ns, "eth0", str(tmp_path)) == pod_ip6
+        router = wait_for(lambda: default_route6(guest.ns), timeout=15)
+        assert router and ipaddress.IPv6Address(router).is_link_local, f"no default route from RA: {router}"
+        assert json.loads(guest.ns.ip("-j", "-6", "route", "show", prefix).stdout), "the RA announces the prefix on-link"
+        assert _global6(guest.ns) == [pod_ip6], "no SLAAC address besides the pod's"
+
+        server, world = TcpServer(neighbour, 7600, host="::"), TcpServer(outside.ns, 9600, host="::")
+        try:
+            assert tcp_request(guest.ns, neighbour_ip6, 7600) == f"hello {pod_ip6}\n"  # on the node bridge
+            assert tcp_request(guest.ns, outside.address6, 9600) == f"hello {pod_ip6}\n"  # via the default route
+        finally:
+            server.close()
+            world.close()
+        ra_routes = [r for r in json.loads(neighbour.ip("-j", "-6", "route", "show").stdout) if r.get("protocol") == "ra"]
+        assert ra_routes == [], "another pod took this pod's bridge for its router"
+
+        run = _netplug(netplug, "DEL", conflist, result, **ids)
+        assert run.returncode == 0, run.stdout
+        guest.remove()
+        guests.clear()
+        assert _pod_state(pod) == primary, "eth0 is not as the primary CNI made it"
+        assert_nothing_left(netplug, pod)
+        assert pod.sysctl("net/ipv6/conf/all/forwarding") == forwarding
+        assert pod.sysctl("net/ipv4/conf/all/arp_ignore") == "0"
+        netplug.runtime.delete(plain, prev, **ids)
+    finally:
+        pod.delete()
+        neighbour.delete()
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["spoof-check", "no-spoof-check"])
+def test_ipv6_spoof_guard(netplug_agent, pod_network, guests, check):
+    """On an IPv6 pod the guest sends only from its own address, and cannot claim another's in
+    a neighbour advertisement (poisoning another pod's entry for the gateway); with spoofCheck
+    false it can do both."""
+    pod, neighbour = Netns.create("nppod"), Netns.create("nppod")
+    try:
+        plain = pod_network.conflist("1.0.0", ipv4=False, ipv6=True)
+        neighbour_ip6 = _sandbox_ips(netplug_agent.runtime.add(plain, container_id="ctr-nb6", netns=neighbour.path,
+                                                               ifname="eth0"), "eth0")[0].split("/")[0]
+        conflist = pod_network.conflist("1.0.0", {**BRIDGE, "spoofCheck": check}, ipv4=False, ipv6=True)
+        ids = {"container_id": f"ctr-spoof6-{check}", "netns": pod.path, "ifname": "eth0"}
+        result = netplug_agent.runtime.add(conflist, **ids)
+        (pod_cidr6,) = _sandbox_ips(result, "eth0")
+        pod_ip6 = pod_cidr6.split("/")[0]
+        guest = attach_guest(pod, "k6t-eth0", VM_MAC, as_tap="tap0")
+        guests.append(guest)
+        guest.ns.ip("addr", "add", pod_cidr6, "dev", "eth0", "nodad")  # as its DHCPv6 lease gives it
+        server = TcpServer(neighbour, 7700, host="::")
+        try:
+            assert tcp_request(guest.ns, neighbour_ip6, 7700) == f"hello {pod_ip6}\n"
+
+            def gateway_resolved() -> str | None:  # talking to it, the neighbour learns its gateway's MAC
+                tcp_request(neighbour, pod_network.gateway6, 9, timeout=0.5)
+                return neighbour_mac(neighbour, pod_network.gateway6, "eth0")
+            gateway_mac = wait_for(gateway_resolved, timeout=10)  # the node's address may still be in DAD
+            assert gateway_mac not in (None, VM_MAC)
+            send_neighbour_advert(guest.ns, "eth0", pod_network.gateway6, VM_MAC)
+            poisoned = wait_for(lambda: neighbour_mac(neighbour, pod_network.gateway6, "eth0") == VM_MAC, timeout=1)
+            assert poisoned is not check, (check, poisoned)
+
+            guest.ns.ip("-6", "addr", "flush", "dev", "eth0", "scope", "global")
+            other = str(ipaddress.ip_address(pod_ip6) + 0x100)
+            guest.ns.ip("addr", "add", f"{other}/64", "dev", "eth0", "nodad")
+            answer = tcp_request(guest.ns, neighbour_ip6, 7700, timeout=1)
+            assert (answer is None) == check, (check, answer)
+        finally:
+            server.close()
+        netplug_agent.runtime.delete(conflist, result, **ids)
+        guest.remove()
+        guests.clear()
+        assert_nothing_left(netplug_agent, pod, keep=("lo",))
     finally:
         pod.delete()
         neighbour.delete()
