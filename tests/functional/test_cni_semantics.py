@@ -9,7 +9,12 @@ import pytest
 
 from netplug import naming
 from tests.support.cnirt import PluginError, exec_plugin
-from tests.support.fixtures import assert_nothing_left, attach_guest, primary_by_hand
+from tests.support.fixtures import (
+    REFERENCE_PLUGINS,
+    assert_nothing_left,
+    attach_guest,
+    primary_by_hand,
+)
 from tests.support.spec import validate_error, validate_result
 from tests.support.topology import Netns, dhcp_lease, unique, veth
 
@@ -151,6 +156,24 @@ def test_static_ipam(netplug_agent, pod, tmp_path):
     assert run.json["ips"][-1]["address"] == "10.78.0.5/24"
     assert _run(netplug_agent, "DEL", config, pod).returncode == 0
     assert_nothing_left(netplug_agent, pod)
+
+
+def test_an_ipam_plugins_error_reaches_the_runtime_as_the_plugin_gave_it(netplug, pod):
+    """The IPAM plugin's failure is netplug's answer: the plugin's own code and msg, unchanged;
+    which plugin and verb failed is in details. The oracle is the same plugin run directly."""
+    primary = primary_by_hand(pod)
+    ipam = {"type": "static", "addresses": [{"address": "10.78.0.5/33"}]}  # no such prefix length
+    direct = exec_plugin(os.path.join(REFERENCE_PLUGINS, "static"), "ADD",
+                         {"cniVersion": "1.0.0", "name": "vmnet", "ipam": ipam},
+                         container_id="ctr-ipam-error", netns=pod.path, ifname="eth0", cni_path=[REFERENCE_PLUGINS])
+    assert direct.returncode == 1 and direct.json["msg"], direct.stdout
+    config = {"cniVersion": "1.0.0", "name": "vmnet", **MASQ, "ipam": ipam, "prevResult": primary.prev_result("1.0.0")}
+    run = _run(netplug, "ADD", config, pod, cid="ctr-ipam-error")
+    assert run.returncode == 1
+    validate_error(run.json)
+    assert (run.json["code"], run.json["msg"]) == (direct.json["code"], direct.json["msg"])
+    assert run.json["details"].startswith("static ADD")
+    assert_nothing_left(netplug, pod)
 
 
 def test_failed_add_undoes_everything_including_ipam(netplug, pod, tmp_path):

@@ -14,6 +14,7 @@ import yaml
 
 from netplug import naming
 from netplug.errors import DelegateError
+from netplug.model import one_line
 from netplug.model.multus import (
     NetworkAttachmentDefinition,
     parse_network_status,
@@ -22,7 +23,8 @@ from netplug.model.multus import (
 )
 from runtime.cnirt import CNIRuntime
 from runtime.multus import Multus, PodSandbox
-from tests.support.fixtures import attach_guest
+from tests.support.cnirt import exec_plugin
+from tests.support.fixtures import REFERENCE_PLUGINS, attach_guest
 from tests.support.topology import dhcp_lease, sh, unique
 
 NAD_TEMPLATE = """
@@ -73,6 +75,16 @@ def test_pod_with_two_secondary_networks(netplug_agent, pod_network, pod, guests
     assert entries[0]["gateway"] == [pod_network.gateway]
     assert parse_network_status(written) == statuses  # what we write, we read back
 
+    # CHECK through the CNI runtime, from its cache: the pod network's chain is as ADD made it,
+    # until its tap goes down; then netplug's own error comes back as netplug gave it
+    multus.runtime.check(delegates[0].conflist, delegates[0].attachment)
+    pod.ip("link", "set", "tap0", "down")
+    with pytest.raises(DelegateError) as broken:
+        multus.runtime.check(delegates[0].conflist, delegates[0].attachment)
+    assert broken.value.cni_code == 107 and "link tap0 is down" in broken.value.msg
+    assert broken.value.details.startswith("netplug CHECK")
+    pod.ip("link", "set", "tap0", "up")
+
     links = pod.links()
     assert {"k6t-eth0", "tap0", f"k6t-{naming.network_hash('red')}", f"{naming.network_hash('red')}-nic",
             f"tap{naming.network_hash('green')}"} <= set(links)
@@ -109,7 +121,15 @@ def test_a_failing_delegate_undoes_the_ones_before(netplug_agent, pod_network, p
     delegates = multus.delegates(sandbox, default, parse_networks("red@net1,default/broken"))
     with pytest.raises(DelegateError) as failure:
         multus.attach(delegates)
-    assert failure.value.msg.startswith("bridge:") and failure.value.cni_code != 0
+    # the error as the plugin gave it: the same plugin, run alone with that config, says so
+    broken = delegates[2]
+    direct = exec_plugin(os.path.join(REFERENCE_PLUGINS, "bridge"), "ADD",
+                         {"cniVersion": "1.0.0", "name": "broken", **broken.conflist["plugins"][0]},
+                         container_id="ctr-oracle", netns=pod.path, ifname="net9", cni_path=[REFERENCE_PLUGINS])
+    assert direct.returncode == 1 and direct.json["code"] != 0
+    assert (failure.value.cni_code, failure.value.msg) == (direct.json["code"], direct.json["msg"])
+    assert failure.value.details.startswith("bridge ADD")
+    assert one_line(failure.value) == f"bridge ADD: {direct.json['msg']}"  # a CLI line names the plugin
     assert set(pod.links()) == {"lo"}
     assert not pod.nft_ruleset() and not netplug_agent.services() and not netplug_agent.records()
     assert pod_network.allocations() == []
