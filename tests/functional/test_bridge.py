@@ -383,3 +383,34 @@ def test_as_a_kubevirt_binding_plugin_delegate(netplug_agent, node_bridges, pod,
     assert run.returncode == 0
     assert set(pod.links()) == {"lo", pod_if} and pod.links()[pod_if]["linkinfo"]["info_kind"] == "veth"
     assert not netplug_agent.records() and not netplug_agent.services()
+
+
+def test_as_a_kubevirt_binding_plugin_on_the_pod_network(netplug, pod_network, pod):
+    """Registered as a KubeVirt binding plugin for the pod network (cni-args logicNetworkName
+    naming it), netplug binds eth0, as KubeVirt names the pod network's interface: the logical
+    network has no pod<h> of its own. With neither, ADD is refused naming both."""
+    primary = pod_network.conflist("1.0.0")
+    ids = {"container_id": "ctr-kv-pod", "netns": pod.path}
+    prev = netplug.runtime.add(primary, ifname="eth0", **ids)
+    plugin = {"cniVersion": "1.0.0", "name": "netplug-bridge", "type": "netplug", "binding": "bridge",
+              "resolvConf": "/dev/null", "args": {"cni": {"logicNetworkName": "default"}}}
+    run = exec_plugin(netplug.shim, "ADD", plugin, ifname="net1", cni_path=netplug.runtime.cni_path,
+                      extra_env=netplug.runtime.extra_env, **ids)
+    assert run.returncode == 0, run.stdout
+    links = pod.links()
+    assert {"k6t-eth0", "eth0-nic", "tap0"} <= set(links) and links["eth0"]["linkinfo"]["info_kind"] == "ifb"
+    assert "net1" not in links and len(netplug.services()) == 1
+    run = exec_plugin(netplug.shim, "DEL", plugin, ifname="net1", cni_path=netplug.runtime.cni_path,
+                      extra_env=netplug.runtime.extra_env, **ids)
+    assert run.returncode == 0, run.stdout
+    assert pod.links()["eth0"]["linkinfo"]["info_kind"] == "veth"
+    assert_nothing_left(netplug, pod)
+    netplug.runtime.delete(primary, prev, ifname="eth0", **ids)
+
+    run = exec_plugin(netplug.shim, "ADD", plugin, ifname="net1", cni_path=netplug.runtime.cni_path,
+                      extra_env=netplug.runtime.extra_env, **ids)
+    assert run.returncode == 1 and run.json["code"] == 7
+    h = naming.network_hash("default")
+    assert run.json["msg"] == (f'args.cni.logicNetworkName "default": neither pod{h} (that Multus network\'s pod '
+                               f"interface) nor eth0 (the pod network's) exists in {pod.path}")
+    assert set(pod.links()) == {"lo"} and not netplug.records()
