@@ -255,7 +255,7 @@ def _for_vm(conflist: dict, vm_name: str) -> dict:
     return {**conflist, "plugins": plugins}
 
 
-def test_secondary_networks_isolate_guests(netplug_agent, node_bridges, guests, tmp_path):
+def test_secondary_networks_isolate_guests(netplug, node_bridges, guests, tmp_path):
     """red: two guests on it reach each other. blue: the same subnet on another node bridge;
     its guest reaches neither. green: pure L2 (no IPAM), no DHCP, static addresses work."""
     red_br, blue_br, green_br = unique("npred"), unique("npblu"), unique("npgrn")
@@ -272,7 +272,7 @@ def test_secondary_networks_isolate_guests(netplug_agent, node_bridges, guests, 
             net = _for_vm(network, f"vm{n}")
             ifname = naming.pod_interface_for_network(net["name"])
             ids = {"container_id": f"ctr-sec-{n}", "netns": pod.path, "ifname": ifname}
-            result = netplug_agent.runtime.add(net, **ids)
+            result = netplug.runtime.add(net, **ids)
             validate_result(result, "1.0.0")
             attached.append((net, result, ids))
             h = naming.network_hash(net["name"])
@@ -286,7 +286,7 @@ def test_secondary_networks_isolate_guests(netplug_agent, node_bridges, guests, 
                 leases.append(f"192.168.60.{n}")
             else:
                 leases.append(dhcp_lease(guest.ns, "eth0", str(tmp_path))["ip"])
-        assert len(netplug_agent.services()) == 3  # red, red, blue: none for green
+        assert len(netplug.services()) == 3  # red, red, blue: none for green
 
         servers = [TcpServer(g.ns, 7100) for g in guests]
         try:
@@ -302,17 +302,17 @@ def test_secondary_networks_isolate_guests(netplug_agent, node_bridges, guests, 
 
         # the same VM identity gives the same MAC: a second ADD of vm-on-red in a new pod
         for net, result, ids in reversed(attached):
-            netplug_agent.runtime.delete(net, result, **ids)
+            netplug.runtime.delete(net, result, **ids)
         for guest in guests:
             guest.remove()
         guests.clear()
         for pod in pods:
-            assert_nothing_left(netplug_agent, pod, keep=("lo",))
-        again = netplug_agent.runtime.add(_for_vm(red, "vm0"), container_id="ctr-sec-again", netns=pods[0].path,
+            assert_nothing_left(netplug, pod, keep=("lo",))
+        again = netplug.runtime.add(_for_vm(red, "vm0"), container_id="ctr-sec-again", netns=pods[0].path,
                                           ifname=naming.pod_interface_for_network("red"))
         first_mac = next(i["mac"] for i in attached[0][1]["interfaces"] if i["name"].startswith("pod"))
         assert next(i["mac"] for i in again["interfaces"] if i["name"].startswith("pod")) == first_mac
-        netplug_agent.runtime.delete(red, again, container_id="ctr-sec-again", netns=pods[0].path,
+        netplug.runtime.delete(red, again, container_id="ctr-sec-again", netns=pods[0].path,
                                      ifname=naming.pod_interface_for_network("red"))
     finally:
         for pod in pods:
@@ -360,7 +360,7 @@ def test_spoof_guard(netplug, pod_network, guests, tmp_path):
             pod.delete()
 
 
-def test_as_a_kubevirt_binding_plugin_delegate(netplug_agent, node_bridges, pod, tmp_path):
+def test_as_a_kubevirt_binding_plugin_delegate(netplug, node_bridges, pod, tmp_path):
     """KubeVirt runs the plugin's NAD as its own delegate (CNI_IFNAME net2, no prevResult) with
     cni-args {logicNetworkName}: netplug binds the logical network's pod<h> and makes tap<h>."""
     node_bridge = unique("npkv")
@@ -369,20 +369,20 @@ def test_as_a_kubevirt_binding_plugin_delegate(netplug_agent, node_bridges, pod,
     blue = {"cniVersion": "1.0.0", "name": "br-blue", "plugins": [
         {"type": "bridge", "bridge": node_bridge,
          "ipam": {"type": "host-local", "subnet": "10.66.0.0/24", "dataDir": str(tmp_path / "ipam")}}]}
-    netplug_agent.runtime.add(blue, container_id="ctr-kv", netns=pod.path, ifname=pod_if)
+    netplug.runtime.add(blue, container_id="ctr-kv", netns=pod.path, ifname=pod_if)
     plugin = {"cniVersion": "1.0.0", "name": "netplug-bridge", "type": "netplug", "binding": "bridge",
               "resolvConf": "/dev/null", "args": {"cni": {"logicNetworkName": "blue"}}}
-    run = exec_plugin(netplug_agent.shim, "ADD", plugin, container_id="ctr-kv", netns=pod.path, ifname="net2",
-                      cni_path=netplug_agent.runtime.cni_path, extra_env=netplug_agent.runtime.extra_env)
+    run = exec_plugin(netplug.shim, "ADD", plugin, container_id="ctr-kv", netns=pod.path, ifname="net2",
+                      cni_path=netplug.runtime.cni_path, extra_env=netplug.runtime.extra_env)
     assert run.returncode == 0, run.stdout
     assert {f"k6t-{h}", f"tap{h}", f"{h}-nic", pod_if} <= set(pod.links())
     assert "net2" not in pod.links()
-    assert len(netplug_agent.services()) == 1  # pod<h> had an address: DHCP serves it to the guest
-    run = exec_plugin(netplug_agent.shim, "DEL", plugin, container_id="ctr-kv", netns=pod.path, ifname="net2",
-                      cni_path=netplug_agent.runtime.cni_path, extra_env=netplug_agent.runtime.extra_env)
+    assert len(netplug.services()) == 1  # pod<h> had an address: DHCP serves it to the guest
+    run = exec_plugin(netplug.shim, "DEL", plugin, container_id="ctr-kv", netns=pod.path, ifname="net2",
+                      cni_path=netplug.runtime.cni_path, extra_env=netplug.runtime.extra_env)
     assert run.returncode == 0
     assert set(pod.links()) == {"lo", pod_if} and pod.links()[pod_if]["linkinfo"]["info_kind"] == "veth"
-    assert not netplug_agent.records() and not netplug_agent.services()
+    assert not netplug.records() and not netplug.services()
 
 
 def test_as_a_kubevirt_binding_plugin_on_the_pod_network(netplug, pod_network, pod):
