@@ -36,6 +36,8 @@ class LinkInfo:
     master: str | None
     up: bool
     addresses: list[str] = field(default_factory=list)
+    #: a veth's peer: its ifindex in the peer's netns (IFLA_LINK)
+    peer_index: int | None = None
 
 
 def _raise(exc: BaseException, what: str) -> None:
@@ -92,7 +94,18 @@ class Links:
         return LinkInfo(
             name=name, index=index, kind=kind, mac=msg.get("address"), mtu=msg.get("mtu"),
             master=master_name, up=bool(msg["flags"] & IFF_UP), addresses=addresses,
+            peer_index=msg.get("link") if kind == "veth" else None,
         )
+
+    def get_by_index(self, index: int) -> LinkInfo | None:
+        """The link with ifindex `index` in this netns, if any."""
+        try:
+            name = self._ipr.get_links(index)[0].get("ifname")
+        except NetlinkError as exc:
+            if exc.code in (errno.ENODEV, errno.ENOENT):
+                return None
+            _raise(exc, f"looking up ifindex {index}")
+        return self.get(name)
 
     def create_bridge(self, name: str, mac: str | None, mtu: int | None) -> None:
         attrs = {k: v for k, v in (("address", mac), ("mtu", mtu)) if v is not None}

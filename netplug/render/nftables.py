@@ -11,13 +11,16 @@ rule's comment carries the attachment tag. The ruleset is KubeVirt's masquerade 
                                 oifname <bridge> jump postinbound
     postinbound                 <family> saddr <loopback> [<proto> dport {ports}] snat to <gateway>
 
+The translating rules (masquerade, dnat, snat) carry counters, so `netplug doctor` can
+tell rules that are there from rules that are used.
+
 `render_spoof_guard` renders a bridge-family table whose one chain (prerouting, priority
 -300, before the bridge forwards or delivers anything) drops frames that enter a bridge from
 the guest's port (its tap) with another source MAC, or with another source address than
 the guest's own (IPv4, ARP sender, IPv6 and neighbour advertisement target: the guest's
 addresses and the link-local address its MAC gives it), and router advertisements or
 redirects from the guest. DHCP discovery and duplicate address detection, which a guest needs
-before it has an address, pass. `render_service_fence` keeps the guest's router
+before it has an address, pass; every drop rule counts what it dropped. `render_service_fence` keeps the guest's router
 advertisements and DHCPv6 answers, sent by the pod's bridge, from leaving through the pod's
 uplink.
 
@@ -83,14 +86,15 @@ def render_nat(plan: NatPlan) -> dict:
         }}}
 
     addr = "ip" if family == "ip" else "ip6"
+    counter = {"counter": None}  # each NAT rule counts the connections it translated (doctor)
     commands.append(rule("prerouting", _match(_meta("iifname"), plan.pod_interface), {"jump": {"target": "inbound"}}))
-    commands.append(rule("postrouting", _match(_payload(addr, "saddr"), plan.vm_address), {"masquerade": None}))
+    commands.append(rule("postrouting", _match(_payload(addr, "saddr"), plan.vm_address), counter, {"masquerade": None}))
     commands.append(rule("postrouting", _match(_meta("oifname"), plan.bridge), {"jump": {"target": "postinbound"}}))
     for ports in _port_matches(plan):
-        commands.append(rule("inbound", *ports, {"dnat": {"addr": plan.vm_address}}))
-        commands.append(rule("output", _match(_payload(addr, "daddr"), plan.loopback), *ports,
+        commands.append(rule("inbound", *ports, counter, {"dnat": {"addr": plan.vm_address}}))
+        commands.append(rule("output", _match(_payload(addr, "daddr"), plan.loopback), *ports, counter,
                              {"dnat": {"addr": plan.vm_address}}))
-        commands.append(rule("postinbound", _match(_payload(addr, "saddr"), plan.loopback), *ports,
+        commands.append(rule("postinbound", _match(_payload(addr, "saddr"), plan.loopback), *ports, counter,
                              {"snat": {"addr": plan.gateway}}))
     return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]}
 
@@ -110,11 +114,14 @@ def render_spoof_guard(plan: SpoofGuardPlan) -> dict:
     family, table, chain = "bridge", plan.table, "guard"
     comment = f"netplug:{plan.tag}"
 
+    drop = {"drop": None}
+
     def rule(*expr: dict) -> dict:
+        if expr[-1] == drop:  # each drop counts what it stopped (doctor)
+            expr = (*expr[:-1], {"counter": None}, drop)
         return {"add": {"rule": {"family": family, "table": table, "chain": chain,
                                  "expr": list(expr), "comment": comment}}}
 
-    drop = {"drop": None}
     ether_type = {"meta": {"key": "protocol"}}
     commands: list[dict] = [
         {"add": {"table": {"family": family, "name": table}}},

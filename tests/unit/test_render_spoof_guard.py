@@ -18,6 +18,7 @@ one bridge-family table, one chain at prerouting priority -300, rules in this or
     nd-neighbor-advert, target == <IPv6>: return      per address; target = ICMPv6 bits 64..191
     nd-neighbor-advert drop                           any other target
 
+Every drop rule counts what it dropped (`netplug doctor` reports it).
 `nft -c` (check mode: parsed and validated by the kernel, never committed) proves nft accepts
 each document.
 """
@@ -249,15 +250,15 @@ def test_nft_reads_the_rules_as_meant(tmp_path: Path) -> None:
     listing = [line.strip().split(" comment ")[0] for line in done.stdout.splitlines()]
     for expected in (
         'iifname != "tap0" return',
-        "ether saddr != 02:7a:1c:3d:4e:5f drop",
-        "arp saddr ether != 02:7a:1c:3d:4e:5f drop",
-        "arp saddr ip != { 0.0.0.0, 10.244.1.5 } drop",
+        "ether saddr != 02:7a:1c:3d:4e:5f counter packets 0 bytes 0 drop",
+        "arp saddr ether != 02:7a:1c:3d:4e:5f counter packets 0 bytes 0 drop",
+        "arp saddr ip != { 0.0.0.0, 10.244.1.5 } counter packets 0 bytes 0 drop",
         "ip saddr 0.0.0.0 udp dport 67 return",
-        "ip saddr != 10.244.1.5 drop",
-        "ip6 saddr != { ::, fd00:10:244:1::5, fe80::7a:1cff:fe3d:4e5f } drop",
-        "icmpv6 type { nd-router-advert, nd-redirect } drop",
+        "ip saddr != 10.244.1.5 counter packets 0 bytes 0 drop",
+        "ip6 saddr != { ::, fd00:10:244:1::5, fe80::7a:1cff:fe3d:4e5f } counter packets 0 bytes 0 drop",
+        "icmpv6 type { nd-router-advert, nd-redirect } counter packets 0 bytes 0 drop",
         "icmpv6 type nd-neighbor-advert @th,64,128 0xfd000010024400010000000000000005 return",
         "icmpv6 type nd-neighbor-advert @th,64,128 0xfe80000000000000007a1cfffe3d4e5f return",
-        "icmpv6 type nd-neighbor-advert drop",
+        "icmpv6 type nd-neighbor-advert counter packets 0 bytes 0 drop",
     ):
         assert expected in listing, f"{expected!r} not in:\n{done.stdout}"
