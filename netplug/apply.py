@@ -1,9 +1,10 @@
 """The apply engine: make a `NetSpec` real, check it, remove it.
 
-`apply` creates links (or takes over the pod interface as a bridge port), addresses,
-sysctls, the nftables rulesets (NAT, spoof guard) and the DHCP service in that order (dnsmasq
-is started as soon as the link it serves is up and waited for last, so that it comes up while
-the rest is made) and pushes one undo step per change onto a `Journal`; if anything fails the caller
+`apply` creates links (or takes over the pod interface as a bridge port), addresses, routes,
+sysctls, the nftables rulesets (NAT, spoof guard, service fence) and the DHCP service in that
+order (dnsmasq is started as soon as the link it serves is up and waited for last, so that it
+comes up while the rest is made) and pushes one undo step per change onto a `Journal`; if
+anything fails the caller
 rolls the journal back and the pod is as it was (only what this ADD changed is undone: a
 pre-existing link that collides is left alone). `remove` is DEL's tolerant teardown by name,
 from the spec alone; `check` lists every way the pod differs from the spec.
@@ -24,7 +25,7 @@ from netplug.errors import LinkConflict, LinkNotFound, NetplugError
 from netplug.model.netspec import LinkSpec, NetSpec, VfConfig, VfPlan
 from netplug.ops import dhcp, link, netns, nft, sriov, sysctl
 from netplug.render.dnsmasq import render_dhcp
-from netplug.render.nftables import render_nat, render_spoof_guard
+from netplug.render.nftables import render_nat, render_service_fence, render_spoof_guard
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ def _rulesets(spec: NetSpec) -> list[tuple[str, str, dict]]:
     if spec.spoof_guard is not None:
         guard = spec.spoof_guard
         tables.append((guard.family, guard.table, render_spoof_guard(guard)))
+    if spec.service_fence is not None:
+        fence = spec.service_fence
+        tables.append((fence.family, fence.table, render_service_fence(fence)))
     return tables
 
 
@@ -111,7 +115,8 @@ def _give_back(links: link.Links, wanted: LinkSpec) -> bool:
     for address in original.addresses:
         links.add_address(original.name, address)
     for route in original.routes:
-        links.add_route(original.name, route.dst, route.gateway, route.metric)
+        # the binding may have moved the route onto its bridge (IPv6): it is the pod's again
+        links.add_route(original.name, route.dst, route.gateway, route.metric, replace=True)
     return True
 
 
@@ -220,6 +225,10 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
             if spec.dhcp is not None and wanted.name == spec.dhcp.interface:
                 # dnsmasq comes up (~5 ms, mostly its own exec) while the rest is made
                 starting = _start_service(spec, files, journal)
+        # only now: a route the pod interface still held would have kept its place
+        for wanted in spec.links:
+            for route in wanted.routes:
+                links.add_route(wanted.name, route.dst, route.gateway, route.metric)
 
         for key in spec.sysctls:
             sysctl.write(key.key, key.value)
@@ -351,6 +360,10 @@ def check(spec: NetSpec, files: ServiceFiles) -> list[str]:
                 for address in wanted.addresses:
                     if address not in have.addresses:
                         problems.append(f"link {wanted.name} lacks address {address}")
+                if wanted.routes:
+                    routes = {(r["dst"], r["gateway"]) for r in links.routes(wanted.name)}
+                    problems += [f"link {wanted.name} lacks route {r.dst} via {r.gateway}"
+                                 for r in wanted.routes if (r.dst, r.gateway) not in routes]
         for key in spec.sysctls:
             value = sysctl.read(key.key)
             if value != key.value:

@@ -129,11 +129,13 @@ class ServiceError(NetplugError):
 
 
 class DelegateError(NetplugError):
-    """A delegated plugin (IPAM) failed; code and message are the plugin's own."""
+    """A delegated plugin (IPAM, a Multus delegate) failed; code and message are the plugin's
+    own, `plugin` and `command` say which plugin ran which verb (a CLI line names them)."""
 
-    def __init__(self, msg: str, details: str = "", code: int = 999) -> None:
+    def __init__(self, msg: str, details: str = "", code: int = 999, *, plugin: str = "", command: str = "") -> None:
         super().__init__(msg, details)
         self.cni_code = code
+        self.plugin, self.command = plugin, command
 
 
 class StateError(NetplugError):

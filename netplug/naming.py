@@ -16,6 +16,8 @@ import re
 
 IFNAMSIZ = 15
 HASH_LEN = 11
+#: the pod network's interface in the pod (a Multus network's is pod<h>)
+POD_NETWORK_INTERFACE = "eth0"
 
 _ORDINAL = re.compile(r"^net(\d+)$")
 _HASHED = re.compile(r"^pod([0-9a-f]{11})$")
@@ -32,7 +34,7 @@ def pod_interface_for_network(network_name: str) -> str:
 
 def _suffix(pod_interface: str) -> tuple[str, str]:
     """(bridge suffix, tap suffix) for a pod interface name."""
-    if pod_interface == "eth0":
+    if pod_interface == POD_NETWORK_INTERFACE:
         return "eth0", "0"
     if m := _HASHED.match(pod_interface):
         return m.group(1), m.group(1)

@@ -4,23 +4,33 @@ NetworkAttachmentDefinition in order, and the network-status that results.
 Interface names: the selection's `interface` (KubeVirt asks for `pod<h>`), else `net1`,
 `net2`, ... by position, as Multus names them. A selection's `mac` and `ips` are offered as
 the `mac` and `ips` capabilities, its cni-args go to every plugin's `args.cni`, as Multus
-does. When a delegate fails, the ones attached before it are deleted in reverse order and the
-plugin's error is raised as it gave it. DEL runs in reverse from the cached results.
+does. A delegate with a device (a `deviceID` in its config, as Multus injects it from the
+device plugin) is offered the `CNIDeviceInfoFile` capability, Multus's per-attachment path
+`<devinfo dir>/<network>-<container ID>_<interface>`; the device-info the plugin writes there
+goes into that attachment's network-status entry, and the file is removed on DEL. When a
+delegate fails, the ones attached before it are deleted in reverse order and the plugin's
+error is raised as it gave it. DEL runs in reverse from the cached results.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass
+
+import pydantic
 
 from netplug.errors import InvalidConfig
 from netplug.model.cni import parse_result
 from netplug.model.multus import (
+    DeviceInfo,
     NetworkAttachmentDefinition,
     NetworkSelectionElement,
     NetworkStatus,
     status_from_result,
 )
+from netplug.model.netconf import devinfo_dir
 from runtime.cnirt import Attachment, CNIRuntime
 
 log = logging.getLogger("netplug.multus")
@@ -50,6 +60,44 @@ class Delegate:
     conflist: dict
     attachment: Attachment
     default: bool = False
+    #: where the delegate's plugin may write its device-info (CNIDeviceInfoFile); by default
+    #: Multus's path when a plugin of the delegate has a device
+    device_info_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.device_info_file is None and not self.default and \
+                any(plugin.get("deviceID") for plugin in self.conflist.get("plugins", [])):
+            self.device_info_file = device_info_path(self.conflist["name"], self.attachment.container_id,
+                                                     self.attachment.ifname)
+        if self.device_info_file is not None:
+            self.attachment.capability_args.setdefault("CNIDeviceInfoFile", self.device_info_file)
+
+
+def device_info_path(network_name: str, container_id: str, ifname: str) -> str:
+    """Multus's per-attachment device-info file (its GetCNIDeviceInfoPath naming)."""
+    return os.path.join(devinfo_dir(), f"{network_name}-{container_id}_{ifname}".replace("/", "-"))
+
+
+def _read_device_info(path: str | None) -> DeviceInfo | None:
+    """What the plugin wrote, or None: Multus publishes no device-info it cannot read."""
+    if path is None:
+        return None
+    try:
+        with open(path) as f:
+            return DeviceInfo.model_validate(json.load(f))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, pydantic.ValidationError) as exc:
+        log.warning("device-info file %s is unreadable, left out of network-status: %s", path, exc)
+        return None
+
+
+def _forget_device_info(path: str | None) -> None:
+    if path is not None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 class Multus:
@@ -89,13 +137,19 @@ class Multus:
         try:
             for delegate in delegates:
                 log.info("ADD %s as %s", delegate.network, delegate.attachment.ifname)
-                result = self.runtime.add(delegate.conflist, delegate.attachment)
+                try:
+                    result = self.runtime.add(delegate.conflist, delegate.attachment)
+                except Exception:
+                    _forget_device_info(delegate.device_info_file)
+                    raise
                 done.append(delegate)
                 statuses.append(status_from_result(delegate.network, parse_result(result, delegate.conflist["cniVersion"]),
-                                                   default=delegate.default))
+                                                   default=delegate.default,
+                                                   device_info=_read_device_info(delegate.device_info_file)))
         except Exception:
             for delegate in reversed(done):
                 self.runtime.delete(delegate.conflist, delegate.attachment, best_effort=True)
+                _forget_device_info(delegate.device_info_file)
             raise
         return statuses
 
@@ -103,3 +157,4 @@ class Multus:
         for delegate in reversed(delegates):
             log.info("DEL %s on %s", delegate.network, delegate.attachment.ifname)
             self.runtime.delete(delegate.conflist, delegate.attachment)
+            _forget_device_info(delegate.device_info_file)

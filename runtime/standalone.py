@@ -437,8 +437,10 @@ class Standalone:
             if iface.binding in ("masquerade", "bridge"):
                 pod_iface = pod_interface_of(vmi.network(iface.name))
                 files = self.store.service_files(record["containerID"], pod_iface)
+                attachment = self.store.load(record["containerID"], pod_iface)
                 found[iface.name] = doctor.check_interface(vmi, iface.name, f"/run/netns/{record['netns']}", files,
-                                                           macs.get(iface.name), running)
+                                                           macs.get(iface.name), running,
+                                                           attachment.netspec if attachment else None)
         return found
 
     def console(self, name: str) -> str:

@@ -21,6 +21,9 @@ from netplug.model.domain import DomainInterface, PciAddress
 from netplug.model.netconf import BindingBase, TapBindingBase
 from netplug.model.netspec import NetSpec, PodInterface, VfFacts
 
+#: the pod netns forwards IPv6 for the guest (masquerade: NAT66; bridge: the guest's router)
+IPV6_FORWARDING = "net/ipv6/conf/all/forwarding"
+
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$")
 
 
@@ -92,6 +95,13 @@ def stable_mac(namespace: str | None, vm_name: str, interface: str) -> str:
     """A locally administered unicast MAC that a VM's interface keeps across restarts."""
     digest = hashlib.sha256(f"{namespace or 'default'}/{vm_name}/{interface}".encode()).digest()
     return ":".join(f"{o:02x}" for o in [digest[0] & 0xFC | 0x02, *digest[1:6]])
+
+
+def eui64_link_local(mac: str) -> str:
+    """The IPv6 link-local address a stock guest forms from its MAC (modified EUI-64, RFC 4291)."""
+    octets = [int(o, 16) for o in mac.split(":")]
+    eui = bytes([octets[0] ^ 0x02, *octets[1:3], 0xFF, 0xFE, *octets[3:6]])
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + eui))
 
 
 def guest_mac(conf: BindingBase) -> str | None:

@@ -17,12 +17,18 @@ from answering ARP for that address on the bridge.
 
 If the pod interface had an IPv4 address, dnsmasq on the bridge hands it to the guest's MAC
 only, with the pod's gateway, its routes as classless routes (default last), DNS, search
-domains, MTU and the interface's dhcpOptions. Without an address the binding is pure L2 and
-no DHCP runs. IPv6 addresses move to the ifb like IPv4 ones; the guest gets IPv6 from the
-network itself (router advertisements pass the bridge). With `spoofCheck` (the default) a
-bridge-family nftables table drops frames from the tap with another MAC, another IPv4 address,
-or an IPv6 address outside the pod's IPv6 prefixes (the guest forms its own there from router
-advertisements).
+domains, MTU and the interface's dhcpOptions. If it had an IPv6 address (prefix /64 to /126),
+dnsmasq hands that to the guest's MAC over DHCPv6 and sends router advertisements: the pod's
+prefix on-link (no SLAAC: the address is the pod's) and, when the pod has IPv6 routes via a
+gateway, the bridge as the guest's default router. A stock guest needs that RA for its
+default route, and the pod networks CNIs build send none; an RA can only name its sender,
+so the pod forwards the guest's off-link IPv6 along the pod's own routes, moved onto the
+bridge. A bridge-family table keeps those RAs and DHCPv6 answers off the pod's uplink, where
+other pods would take this pod for their router. Without an address the binding is pure L2
+and no DHCP runs. With `spoofCheck` (the default) a bridge-family nftables table drops frames
+from the tap with another MAC, another IPv4 address, or (on a network with addresses) an
+IPv6 source or neighbour-advertisement target other than the guest's own addresses and the
+link-local address its MAC gives it; router advertisements from the guest are dropped too.
 
 DEL gives the pod interface back as the primary CNI made it: name, MAC, MTU, addresses,
 routes.
@@ -39,11 +45,13 @@ import ipaddress
 
 from netplug import naming
 from netplug.bindings.base import (
+    IPV6_FORWARDING,
     AttachmentPlan,
     BindingContext,
     WiredInterface,
     derived_mac,
     dhcp_extras,
+    eui64_link_local,
     guest_mac,
     split_by_family,
     stable_mac,
@@ -53,7 +61,15 @@ from netplug.model import vm
 from netplug.model.cni import Interface, Result
 from netplug.model.domain import DomainInterface
 from netplug.model.netconf import BridgeConf
-from netplug.model.netspec import DhcpPlan, LinkSpec, NetSpec, SpoofGuardPlan, SysctlSpec
+from netplug.model.netspec import (
+    DhcpPlan,
+    LinkSpec,
+    NetSpec,
+    RouteSpec,
+    ServiceFencePlan,
+    SpoofGuardPlan,
+    SysctlSpec,
+)
 
 #: KubeVirt's DHCP server address on an in-pod bridge (link-local, never routed)
 DHCP_SERVER_ADDRESS = "169.254.75.10/32"
@@ -75,6 +91,13 @@ def _classless_routes(routes: list, v4: ipaddress.IPv4Interface) -> tuple[str | 
     return default, others
 
 
+def _served_ipv6(v6: list[ipaddress.IPv6Interface]) -> ipaddress.IPv6Interface | None:
+    """The pod address DHCPv6 hands to the guest, with an on-link prefix RA can announce: a
+    prefix of /64 to /126 (dnsmasq serves nothing shorter than /64; a /127 or /128 pod
+    address has no prefix of its own to announce)."""
+    return next((a for a in v6 if 64 <= a.network.prefixlen <= 126), None)
+
+
 def plan_bridge(conf: BridgeConf, ctx: BindingContext) -> AttachmentPlan:
     pod = ctx.pod_interface
     assert pod is not None, "the handler observes the pod interface for tap bindings"
@@ -86,29 +109,54 @@ def plan_bridge(conf: BridgeConf, ctx: BindingContext) -> AttachmentPlan:
     tag = naming.attachment_tag(ctx.container_id, ctx.ifname)
     vm_mac = guest_mac(conf) or pod.mac
     bridge_mac = derived_mac(0x02, tag, bridge)
+    served6 = _served_ipv6(v6)
+    routes6 = [r for r in pod.routes if r.gateway and ipaddress.ip_network(r.dst).version == 6]
 
+    bridge_link = LinkSpec(name=bridge, kind="bridge", mac=bridge_mac, mtu=mtu,
+                           addresses=[DHCP_SERVER_ADDRESS] if v4 else [])
+    sysctls = []
+    if v4:
+        sysctls.append(SysctlSpec(key=ARP_IGNORE, value="1", restore=ctx.sysctls.get(ARP_IGNORE)))
+    if served6:
+        # dnsmasq serves DHCPv6 and announces a prefix only for an address on its interface:
+        # the bridge holds the subnet-router anycast address of the pod's prefix (RFC 4291
+        # 2.6.1), which no IPAM gives a pod, without DAD so that it is usable at once.
+        bridge_link.addresses.append(f"{served6.network.network_address}/{served6.network.prefixlen}")
+        bridge_link.sysctls[f"net/ipv6/conf/{bridge}/accept_dad"] = "0"
+        # RAs can only name their sender as the router: the pod forwards the guest's
+        # off-link IPv6 traffic along the pod's own IPv6 routes, moved onto the bridge.
+        bridge_link.routes = [RouteSpec(dst=r.dst, gateway=r.gateway, metric=r.metric) for r in routes6]
+        if routes6:
+            sysctls.append(SysctlSpec(key=IPV6_FORWARDING, value="1", restore=ctx.sysctls.get(IPV6_FORWARDING)))
     links = [
-        LinkSpec(name=bridge, kind="bridge", mac=bridge_mac, mtu=mtu,
-                 addresses=[DHCP_SERVER_ADDRESS] if v4 else []),
+        bridge_link,
         LinkSpec(name=nic, kind="existing", takeover=pod, mac=bridge_mac, mtu=mtu, master=bridge,
                  learning=False),
         LinkSpec(name=tap, kind="tap", mac=derived_mac(0xFE, tag, tap), mtu=mtu, master=bridge,
                  owner_uid=conf.tapUid, owner_gid=conf.tapGid, multi_queue=conf.queues > 1),
         LinkSpec(name=pod.name, kind="ifb", mac=vm_mac, mtu=mtu, addresses=list(pod.addresses)),
     ]
-    sysctls = []
     dhcp = None
+    if v4 or served6:
+        dhcp = DhcpPlan(interface=bridge, mtu=mtu, vm_mac=vm_mac, **dhcp_extras(conf, ctx))
     if v4:
-        sysctls.append(SysctlSpec(key=ARP_IGNORE, value="1", restore=ctx.sysctls.get(ARP_IGNORE)))
         router, routes = _classless_routes(pod.routes, v4[0])
-        dhcp = DhcpPlan(interface=bridge, vm_address=str(v4[0].ip), prefixlen=v4[0].network.prefixlen,
-                        router=router, shared_network=str(v4[0].network.network_address),
-                        classless_routes=routes, mtu=mtu, vm_mac=vm_mac, **dhcp_extras(conf, ctx))
+        dhcp = dhcp.model_copy(update={
+            "vm_address": str(v4[0].ip), "prefixlen": v4[0].network.prefixlen, "router": router,
+            "shared_network": str(v4[0].network.network_address), "classless_routes": routes})
+    if served6:
+        dhcp = dhcp.model_copy(update={"vm_address6": str(served6.ip), "prefixlen6": served6.network.prefixlen,
+                                       "ra_default_route": bool(routes6)})
     guard = None
     if conf.spoofCheck:
+        # with addresses on the network, IPv6 only from the guest's own: its /128s and the
+        # link-local address its MAC gives it (as OpenStack's port security allows)
+        ipv6 = [str(a.ip) for a in v6] + ([eui64_link_local(vm_mac)] if pod.addresses else [])
         guard = SpoofGuardPlan(table=naming.nft_table_name(pod.name) + "_guard", port=tap, vm_mac=vm_mac,
-                               ipv4=[str(a.ip) for a in v4], ipv6=[str(a.network) for a in v6], tag=tag)
-    netspec = NetSpec(netns=ctx.netns, links=links, sysctls=sysctls, spoof_guard=guard, dhcp=dhcp)
+                               ipv4=[str(a.ip) for a in v4], ipv6=ipv6, tag=tag)
+    fence = ServiceFencePlan(table=naming.nft_table_name(pod.name) + "_fence", uplink=nic, tag=tag) if served6 else None
+    netspec = NetSpec(netns=ctx.netns, links=links, sysctls=sysctls, spoof_guard=guard, service_fence=fence,
+                      dhcp=dhcp)
 
     result = ctx.prev_result.model_copy(deep=True) if ctx.prev_result else Result()
     index = result.sandbox_interface(pod.name)

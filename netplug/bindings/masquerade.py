@@ -25,6 +25,7 @@ import ipaddress
 
 from netplug import naming
 from netplug.bindings.base import (
+    IPV6_FORWARDING,
     AttachmentPlan,
     BindingContext,
     WiredInterface,
@@ -44,7 +45,6 @@ from netplug.model.netspec import DhcpPlan, LinkSpec, NatPlan, NetSpec, SysctlSp
 #: KubeVirt's MAC for the in-pod bridge; the VM can never use it
 BRIDGE_MAC = "02:00:00:00:00:00"
 IP_FORWARD = "net/ipv4/ip_forward"
-IPV6_FORWARDING = "net/ipv6/conf/all/forwarding"
 
 
 def _vm_network(conf: MasqueradeConf, ctx: BindingContext) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv4Address]:

@@ -168,6 +168,14 @@ def parse_request(env: dict[str, str], stdin: bytes) -> Request:
     return request
 
 
+def logic_network_name(config: dict) -> str | None:
+    """The logical network KubeVirt names in cni-args when netplug is its binding plugin."""
+    args = config.get("args")
+    cni = args.get("cni") if isinstance(args, dict) else None
+    name = cni.get("logicNetworkName") if isinstance(cni, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def load_binding(request: Request) -> BindingBase:
     """The binding's config model, merged from config, CNI_ARGS, args.cni and runtimeConfig."""
     config = request.config
@@ -195,10 +203,11 @@ def load_binding(request: Request) -> BindingBase:
             allowed &= POD_SETTABLE
         # args and runtimeConfig may carry keys for other plugins: take only ours.
         merged.update({k: v for k, v in source.items() if k in allowed})
-    logic_network = ((config.get("args") or {}).get("cni") or {}).get("logicNetworkName")
-    if isinstance(logic_network, str) and logic_network:
+    logic_network = logic_network_name(config)
+    if logic_network:
         # KubeVirt's network binding plugin: the NAD runs as its own Multus delegate (as netN)
-        # with cni-args {logicNetworkName}; the pod interface is that network's pod<h>.
+        # with cni-args {logicNetworkName}; the pod interface is that network's pod<h> (the
+        # handler falls back to eth0 when the logical network is the pod network).
         merged.setdefault("podInterface", naming.pod_interface_for_network(logic_network))
         merged.setdefault("vmInterface", logic_network)
     try:

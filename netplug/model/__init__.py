@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from netplug.errors import InvalidField, NetplugError
+from netplug.errors import DelegateError, InvalidField, NetplugError
 
 
 def first_error(exc: ValidationError) -> tuple[str, dict]:
@@ -34,6 +34,8 @@ def invalid_field(exc: ValidationError, base: str) -> InvalidField:
 def one_line(exc: BaseException) -> str:
     """An error as the one line a command prints: netplug's message, a file error with its
     path, a model error with its field and value."""
+    if isinstance(exc, DelegateError) and exc.plugin:
+        return f"{exc.plugin} {exc.command}: {exc.msg}"  # the plugin's own message, and whose
     if isinstance(exc, NetplugError):
         return exc.msg
     if isinstance(exc, ValidationError):

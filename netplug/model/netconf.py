@@ -240,6 +240,11 @@ class BridgeConf(TapBindingBase):
 DEVINFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/cni"
 
 
+def devinfo_dir() -> str:
+    """The per-attachment device-info directory (NETPLUG_DEVINFO_DIR overrides, for tests)."""
+    return os.environ.get("NETPLUG_DEVINFO_DIR", DEVINFO_DIR)
+
+
 class SriovConf(BindingBase):
     """SR-IOV binding (KubeVirt `sriov: {}`), with sriov-cni's keys: a VF set up through its PF."""
 
@@ -278,7 +283,7 @@ class SriovConf(BindingBase):
     def _devinfo_path(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        base = os.environ.get("NETPLUG_DEVINFO_DIR", DEVINFO_DIR).rstrip("/") + "/"
+        base = devinfo_dir().rstrip("/") + "/"
         if not value.startswith(base) or ".." in value.split("/") or "\x00" in value:
             raise ValueError(f'"{value}" must be a file under {base} (where Multus keeps device-info)')
         return value

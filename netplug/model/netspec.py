@@ -55,6 +55,8 @@ class LinkSpec(_Spec):
     addresses: list[str] = Field(default_factory=list)
     #: sysctls of this link, set right after it is created (e.g. no DAD before addresses)
     sysctls: dict[str, str] = Field(default_factory=dict)
+    #: routes through this link, added once every link of the spec is in place
+    routes: list[RouteSpec] = Field(default_factory=list)
     # tap only
     owner_uid: int = 0
     owner_gid: int = 0
@@ -95,8 +97,22 @@ class SpoofGuardPlan(_Spec):
     vm_mac: str
     #: the guest's IPv4 addresses
     ipv4: list[str] = Field(default_factory=list)
-    #: the guest's IPv6 addresses or prefixes (a guest configures itself from router adverts)
+    #: the guest's IPv6 addresses (its /128s and the link-local address its MAC gives it)
     ipv6: list[str] = Field(default_factory=list)
+    tag: str
+
+    @property
+    def family(self) -> str:
+        return "bridge"
+
+
+class ServiceFencePlan(_Spec):
+    """The guest's router advertisements and DHCPv6 answers, sent by the pod's own bridge,
+    must reach the guest only: none leaves through the bridge's `uplink` (the pod's veth) to
+    the other pods of the network, which would take the pod for their router."""
+
+    table: str
+    uplink: str
     tag: str
 
     @property
@@ -130,6 +146,8 @@ class DhcpPlan(_Spec):
     vm_address6: str | None = None
     prefixlen6: int | None = None
     dns_servers6: list[str] = Field(default_factory=list)
+    #: the advertising bridge is the guest's default router (False: on-link prefix only)
+    ra_default_route: bool = True
 
 
 class VfConfig(_Spec):
@@ -187,5 +205,6 @@ class NetSpec(_Spec):
     sysctls: list[SysctlSpec] = Field(default_factory=list)
     nat: list[NatPlan] = Field(default_factory=list)
     spoof_guard: SpoofGuardPlan | None = None
+    service_fence: ServiceFencePlan | None = None
     dhcp: DhcpPlan | None = None
     vf: VfPlan | None = None

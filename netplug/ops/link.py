@@ -57,6 +57,8 @@ class LinkInfo:
     addresses: list[str] = field(default_factory=list)
     #: a tap/tun created with IFF_MULTI_QUEUE (None: not a tun link)
     multi_queue: bool | None = None
+    #: a veth's peer: its ifindex in the peer's netns (IFLA_LINK)
+    peer_index: int | None = None
 
 
 def _raise(exc: OSError, what: str) -> None:
@@ -184,7 +186,13 @@ class Links:
             mtu=rtnl.unpack_u32(attrs[rtnl.IFLA_MTU]) if rtnl.IFLA_MTU in attrs else 0,
             master=self._name_of(master) if master else None, up=bool(flags & IFF_UP), addresses=addresses,
             multi_queue=multi_queue,
+            peer_index=rtnl.unpack_u32(attrs[rtnl.IFLA_LINK]) if kind == "veth" and rtnl.IFLA_LINK in attrs else None,
         )
+
+    def get_by_index(self, index: int) -> LinkInfo | None:
+        """The link with ifindex `index` in this netns, if any."""
+        name = self._name_of(index)
+        return self.get(name) if name is not None else None
 
     def _create(self, name: str, kind: str, mac: str | None, mtu: int | None) -> None:
         attrs = {k: v for k, v in (("ifname", name), ("address", mac), ("mtu", mtu)) if v is not None}
@@ -281,7 +289,10 @@ class Links:
                 found.append({"dst": f"{dst}/{dst_len}", "gateway": gateway, "metric": metric})
         return found
 
-    def add_route(self, name: str, dst: str, gateway: str | None, metric: int | None) -> None:
+    def add_route(self, name: str, dst: str, gateway: str | None, metric: int | None, *,
+                  replace: bool = False) -> None:
+        """Add a route through `name` (already there: fine); `replace` takes over the route
+        of the same destination and metric wherever it points now."""
         index = self._require(name)
         network = ipaddress.ip_network(dst)
         family = socket.AF_INET if network.version == 4 else socket.AF_INET6
@@ -293,7 +304,8 @@ class Links:
         if metric is not None:
             body += rtnl.u32(rtnl.RTA_PRIORITY, metric)
         try:
-            self._sock.request(rtnl.RTM_NEWROUTE, body, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL)
+            flags = rtnl.NLM_F_CREATE | (rtnl.NLM_F_REPLACE if replace else rtnl.NLM_F_EXCL)
+            self._sock.request(rtnl.RTM_NEWROUTE, body, flags)
         except NetlinkError as exc:
             if exc.errno != errno.EEXIST:
                 _raise(exc, f"adding route {dst} via {gateway} on {name}")

@@ -25,7 +25,8 @@ def find(plugin_type: str, cni_path: list[str]) -> str:
 
 def invoke(plugin_type: str, command: str, config: dict, env: dict[str, str],
            cni_path: list[str], timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> dict | None:
-    """Run the plugin; its result (ADD, VERSION) or None; its error as DelegateError.
+    """Run the plugin; its result (ADD, VERSION) or None; its error as DelegateError, with the
+    plugin's own code and msg (`details` says which plugin and verb, then the plugin's details).
     `extra_env` reaches the plugin as it is (e.g. NETPLUG_AGENT_SOCKET for netplug's shim)."""
     binary = find(plugin_type, cni_path)
     child_env = {**(extra_env or {}), **{k: env[k] for k in PASSED_ENV if k in env}}
@@ -40,8 +41,13 @@ def invoke(plugin_type: str, command: str, config: dict, env: dict[str, str],
     if proc.returncode != 0:
         try:
             error = json.loads(out)
-            raise DelegateError(f"{plugin_type}: {error.get('msg', out)}",
-                                details=str(error.get("details", "")), code=int(error.get("code", 999)))
+            code = int(error.get("code", 999))
+            msg = error.get("msg")
+            # the plugin's code and msg as it gave them; which plugin and verb goes in details
+            details = f"{plugin_type} {command}" + (f": {error['details']}" if error.get("details") else "")
+            if not isinstance(msg, str) or not msg:
+                msg, details = f"{plugin_type} {command} failed with code {code}", out[:500]
+            raise DelegateError(msg, details=details, code=code, plugin=plugin_type, command=command)
         except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
             stderr = proc.stderr.decode("utf-8", "replace").strip()
             raise DelegateError(f"{plugin_type} {command} failed with exit {proc.returncode}",

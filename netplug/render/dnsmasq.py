@@ -1,9 +1,11 @@
 """Render a `DhcpPlan` into a dnsmasq configuration: one option per line, in a fixed order.
 
 dnsmasq runs with DNS disabled (`port=0`), bound to the in-pod bridge only, as the guest's
-DHCPv4 server and, with an IPv6 plan, its DHCPv6 server and router advertiser. Paths for its pid, lease and log files are the caller's (the state layout is
-not the plan's business). Everything written here was validated by the models; the renderer
-still refuses a newline in any value, so a value can never become a second option.
+DHCPv4 server and, with an IPv6 plan, its DHCPv6 server and router advertiser. With the
+guest's MAC known, both families answer that MAC only. Paths for its pid, lease and log
+files are the caller's (the state layout is not the plan's business). Everything written
+here was validated by the models; the renderer still refuses a newline in any value, so a
+value can never become a second option.
 
 May import: netplug.model.
 """
@@ -68,13 +70,17 @@ def render_dhcp(plan: DhcpPlan, *, pid_file: str, lease_file: str, log_file: str
             lines.append(f'dhcp-option={code},"{value}"')
     if plan.vm_address6 is not None and plan.prefixlen6 is not None:
         # DHCPv6 hands out the address; router advertisements (M flag, on-link prefix, this
-        # router as default) give the guest its route, which DHCPv6 cannot.
-        lines.append(f"dhcp-range={plan.vm_address6},{plan.vm_address6},{plan.prefixlen6},infinite")
+        # router as default unless told otherwise) give the guest its route, which DHCPv6 cannot.
+        range_end6 = "static" if plan.vm_mac else plan.vm_address6
+        lines.append(f"dhcp-range={plan.vm_address6},{range_end6},{plan.prefixlen6},infinite")
         lines.append("enable-ra")
         ra_mtu = f",mtu:{plan.mtu}" if plan.mtu else ""
-        lines.append(f"ra-param={plan.interface}{ra_mtu},high,10,1800")
+        router_lifetime = 1800 if plan.ra_default_route else 0
+        lines.append(f"ra-param={plan.interface}{ra_mtu},high,10,{router_lifetime}")
         if plan.vm_mac:
             lines.append(f"dhcp-host={plan.vm_mac},[{plan.vm_address6}],infinite")
+            if plan.vm_address is None:
+                lines.append("dhcp-ignore=tag:!known")  # the DHCPv4 part says it otherwise
         if plan.dns_servers6:
             lines.append("dhcp-option=option6:dns-server," + ",".join(f"[{a}]" for a in plan.dns_servers6))
         if plan.search_domains:

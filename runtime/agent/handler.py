@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from netplug import bindings
+from netplug import bindings, naming
 from netplug.apply import Journal, apply, check, remove
 from netplug.bindings.base import BindingContext
 from netplug.cni import skel
@@ -136,7 +136,9 @@ class Handler:
 
             pod_interface, sysctls, vf = None, {}, None
             if conf.CHAINED:
-                pod_interface, sysctls = _observe(request.netns, pod_ifname)
+                logical = skel.logic_network_name(request.config)
+                derived = logical is not None and pod_ifname == naming.pod_interface_for_network(logical)
+                pod_interface, sysctls = _observe(request.netns, pod_ifname, logical if derived else None)
                 sysctls = self._sysctls_before_the_pod(request, sysctls)
             else:
                 vf = self._observe_vf(conf.deviceID, request)
@@ -328,14 +330,24 @@ class Handler:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _observe(netns_path: str, pod_ifname: str) -> tuple[PodInterface, dict[str, str]]:
-    """The pod interface as the primary CNI left it, and the sysctls a binding may change."""
+def _observe(netns_path: str, pod_ifname: str, logical_network: str | None = None) -> tuple[PodInterface, dict[str, str]]:
+    """The pod interface as the primary CNI left it, and the sysctls a binding may change.
+    `logical_network`: the interface is that KubeVirt network's pod<h>, or eth0 when there is
+    none — KubeVirt names a Multus network's interface pod<h> and the pod network's eth0, and
+    Multus runs a network's own delegate before its binding plugin's, so a logical network
+    without pod<h> is the pod network."""
     with netns.entered(netns_path):
         with link.session() as links:
             found = links.get(pod_ifname)
+            if found is None and logical_network is not None:
+                found = links.get(naming.POD_NETWORK_INTERFACE)
+                if found is None:
+                    raise InvalidConfig(
+                        f'args.cni.logicNetworkName "{logical_network}": neither {pod_ifname} (that Multus network\'s '
+                        f"pod interface) nor {naming.POD_NETWORK_INTERFACE} (the pod network's) exists in {netns_path}")
             if found is None:
                 raise InvalidConfig(f'podInterface: pod interface "{pod_ifname}" does not exist in {netns_path}')
-            routes = [RouteSpec(dst=r["dst"], gateway=r["gateway"], metric=r["metric"]) for r in links.routes(pod_ifname)]
+            routes = [RouteSpec(dst=r["dst"], gateway=r["gateway"], metric=r["metric"]) for r in links.routes(found.name)]
         values = {key: value for key in OBSERVED_SYSCTLS if (value := sysctl.read(key)) is not None}
     pod = PodInterface(name=found.name, mac=found.mac or "", mtu=found.mtu, routes=routes,
                        addresses=[a for a in found.addresses if not a.startswith("fe80:")])

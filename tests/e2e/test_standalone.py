@@ -117,6 +117,9 @@ def test_up_get_console_down(cli, tmp_path):
     healthy = cli("doctor", "testvm", "--svg", str(tmp_path / "path.svg"))
     assert healthy.returncode == 0, healthy.stdout
     assert "every hop is healthy" in healthy.stdout and "<svg" in (tmp_path / "path.svg").read_text()
+    assert "answered the guest (DHCPACK 10.0.2.2)" in healthy.stdout and "ok   node: " in healthy.stdout
+    for unused in ("masquerade 0 pkts", "port forwards 0 pkts"):  # the ping out and the request in were counted
+        assert unused not in healthy.stdout, healthy.stdout
     netns = json.loads((tmp_path / "state" / "vms" / "default_testvm" / "record.json").read_text())["netns"]
     subprocess.run(["ip", "netns", "exec", netns, "nft", "delete", "table", "ip", "netplug_eth0"], check=True)
     subprocess.run(["ip", "-n", netns, "link", "set", "tap0", "down"], check=True)

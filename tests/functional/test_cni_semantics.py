@@ -9,7 +9,12 @@ import pytest
 
 from netplug import naming
 from tests.support.cnirt import PluginError, exec_plugin
-from tests.support.fixtures import assert_nothing_left, attach_guest, primary_by_hand
+from tests.support.fixtures import (
+    REFERENCE_PLUGINS,
+    assert_nothing_left,
+    attach_guest,
+    primary_by_hand,
+)
 from tests.support.spec import validate_error, validate_result
 from tests.support.topology import Netns, dhcp_lease, unique, veth
 
@@ -17,16 +22,16 @@ MASQ = {"type": "netplug", "binding": "masquerade"}
 
 
 @pytest.mark.parametrize("version", ["0.3.0", "0.3.1", "0.4.0", "1.0.0"])
-def test_result_shaped_for_each_version(netplug_agent, pod_network, pod, version):
+def test_result_shaped_for_each_version(netplug, pod_network, pod, version):
     conflist = pod_network.conflist(version, MASQ)
     ids = {"container_id": f"ctr-v{version}", "netns": pod.path, "ifname": "eth0"}
-    result = netplug_agent.runtime.add(conflist, **ids)
+    result = netplug.runtime.add(conflist, **ids)
     validate_result(result, version)
     assert [i["name"] for i in result["interfaces"]][-2:] == ["k6t-eth0", "tap0"]
     if version >= "0.4.0":
-        netplug_agent.runtime.check(conflist, result, **ids)
-    netplug_agent.runtime.delete(conflist, result, **ids)
-    assert_nothing_left(netplug_agent, pod, keep=("lo",))
+        netplug.runtime.check(conflist, result, **ids)
+    netplug.runtime.delete(conflist, result, **ids)
+    assert_nothing_left(netplug, pod, keep=("lo",))
 
 
 def _run(np, command, config, pod, cid="ctr-1", ifname="eth0", netns=None, **kw):
@@ -91,27 +96,27 @@ def test_del_is_tolerant(netplug, pod):
     assert _run(netplug, "DEL", bare, pod, netns="").returncode == 0
 
 
-def test_check_reports_what_is_broken(netplug_agent, pod):
+def test_check_reports_what_is_broken(netplug, pod):
     primary = primary_by_hand(pod)
     config = {"cniVersion": "1.0.0", "name": "podnet", **MASQ, "prevResult": primary.prev_result("1.0.0")}
-    result = _run(netplug_agent, "ADD", config, pod).json
+    result = _run(netplug, "ADD", config, pod).json
     check = {**config, "prevResult": result}
-    assert _run(netplug_agent, "CHECK", check, pod).returncode == 0
+    assert _run(netplug, "CHECK", check, pod).returncode == 0
 
-    for pid in netplug_agent.services():
+    for pid in netplug.services():
         os.kill(pid, 9)
     pod.ip("link", "del", "tap0")
-    run = _run(netplug_agent, "CHECK", check, pod)
+    run = _run(netplug, "CHECK", check, pod)
     assert run.returncode == 1
     error = run.json
     validate_error(error)
     assert error["code"] == 107
     assert "tap0 is missing" in error["msg"] and "DHCP service" in error["msg"]
 
-    missing_prev = _run(netplug_agent, "CHECK", config | {"prevResult": None}, pod)
+    missing_prev = _run(netplug, "CHECK", config | {"prevResult": None}, pod)
     assert missing_prev.json["code"] == 7 and "prevResult" in missing_prev.json["msg"]
-    assert _run(netplug_agent, "DEL", check, pod).returncode == 0
-    assert_nothing_left(netplug_agent, pod)
+    assert _run(netplug, "DEL", check, pod).returncode == 0
+    assert_nothing_left(netplug, pod)
 
 
 def test_ipam_gives_the_vm_its_address(netplug, pod, guests, tmp_path):
@@ -140,17 +145,35 @@ def test_ipam_gives_the_vm_its_address(netplug, pod, guests, tmp_path):
     assert_nothing_left(netplug, pod)
 
 
-def test_static_ipam(netplug_agent, pod, tmp_path):
+def test_static_ipam(netplug, pod, tmp_path):
     primary = primary_by_hand(pod)
     ipam = {"type": "static", "addresses": [{"address": "10.78.0.5/24", "gateway": "10.78.0.1"}]}
     config = {"cniVersion": "1.0.0", "name": "vmnet", **MASQ, "ipam": ipam,
               "prevResult": primary.prev_result("1.0.0")}
-    run = _run(netplug_agent, "ADD", config, pod)
+    run = _run(netplug, "ADD", config, pod)
     assert run.returncode == 0, run.stdout
     assert pod.addresses("k6t-eth0") == ["10.78.0.1/24"]
     assert run.json["ips"][-1]["address"] == "10.78.0.5/24"
-    assert _run(netplug_agent, "DEL", config, pod).returncode == 0
-    assert_nothing_left(netplug_agent, pod)
+    assert _run(netplug, "DEL", config, pod).returncode == 0
+    assert_nothing_left(netplug, pod)
+
+
+def test_an_ipam_plugins_error_reaches_the_runtime_as_the_plugin_gave_it(netplug, pod):
+    """The IPAM plugin's failure is netplug's answer: the plugin's own code and msg, unchanged;
+    which plugin and verb failed is in details. The oracle is the same plugin run directly."""
+    primary = primary_by_hand(pod)
+    ipam = {"type": "static", "addresses": [{"address": "10.78.0.5/33"}]}  # no such prefix length
+    direct = exec_plugin(os.path.join(REFERENCE_PLUGINS, "static"), "ADD",
+                         {"cniVersion": "1.0.0", "name": "vmnet", "ipam": ipam},
+                         container_id="ctr-ipam-error", netns=pod.path, ifname="eth0", cni_path=[REFERENCE_PLUGINS])
+    assert direct.returncode == 1 and direct.json["msg"], direct.stdout
+    config = {"cniVersion": "1.0.0", "name": "vmnet", **MASQ, "ipam": ipam, "prevResult": primary.prev_result("1.0.0")}
+    run = _run(netplug, "ADD", config, pod, cid="ctr-ipam-error")
+    assert run.returncode == 1
+    validate_error(run.json)
+    assert (run.json["code"], run.json["msg"]) == (direct.json["code"], direct.json["msg"])
+    assert run.json["details"].startswith("static ADD")
+    assert_nothing_left(netplug, pod)
 
 
 def test_failed_add_undoes_everything_including_ipam(netplug, pod, tmp_path):
@@ -172,7 +195,7 @@ def test_failed_add_undoes_everything_including_ipam(netplug, pod, tmp_path):
     assert not pod.nft_ruleset() and not netplug.services() and not netplug.records()
 
 
-def test_a_pod_wide_sysctl_stays_while_another_attachment_of_the_pod_needs_it(netplug_agent, pod):
+def test_a_pod_wide_sysctl_stays_while_another_attachment_of_the_pod_needs_it(netplug, pod):
     """Bridge bindings on the pod network and on a secondary network both need arp_ignore:
     DEL of the first leaves it set, DEL of the last restores it."""
     primary = primary_by_hand(pod)
@@ -186,13 +209,13 @@ def test_a_pod_wide_sysctl_stays_while_another_attachment_of_the_pod_needs_it(ne
                secondary: {**bridge, "name": "blue", "prevResult": blue}}
     before = pod.sysctl("net/ipv4/conf/all/arp_ignore")
     for ifname, config in configs.items():
-        assert _run(netplug_agent, "ADD", config, pod, ifname=ifname).returncode == 0
+        assert _run(netplug, "ADD", config, pod, ifname=ifname).returncode == 0
     assert pod.sysctl("net/ipv4/conf/all/arp_ignore") == "1"
-    assert _run(netplug_agent, "DEL", configs["eth0"], pod, ifname="eth0").returncode == 0
+    assert _run(netplug, "DEL", configs["eth0"], pod, ifname="eth0").returncode == 0
     assert pod.sysctl("net/ipv4/conf/all/arp_ignore") == "1"  # the secondary's guest relies on it
-    assert _run(netplug_agent, "DEL", configs[secondary], pod, ifname=secondary).returncode == 0
+    assert _run(netplug, "DEL", configs[secondary], pod, ifname=secondary).returncode == 0
     assert pod.sysctl("net/ipv4/conf/all/arp_ignore") == before
-    assert_nothing_left(netplug_agent, pod, keep=("lo", "eth0", secondary))
+    assert_nothing_left(netplug, pod, keep=("lo", "eth0", secondary))
 
 
 def test_agent_socket_is_private(netplug_agent):
@@ -218,14 +241,14 @@ def test_agent_restart_brings_dhcp_back(netplug_agent, pod, guests, tmp_path):
     assert_nothing_left(netplug_agent, pod)
 
 
-def test_reference_runtime_sees_plugin_errors(netplug_agent, pod_network, pod):
+def test_reference_runtime_sees_plugin_errors(netplug, pod_network, pod):
     """A failing netplug in a chain surfaces its error JSON to the runtime unchanged."""
     conflist = pod_network.conflist("1.0.0", {**MASQ, "vmNetworkCIDR": f"{pod_network.subnet}"})
     with pytest.raises(PluginError) as failure:
-        netplug_agent.runtime.add(conflist, container_id="ctr-overlap", netns=pod.path, ifname="eth0")
+        netplug.runtime.add(conflist, container_id="ctr-overlap", netns=pod.path, ifname="eth0")
     assert failure.value.error["code"] == 7
     assert "overlaps" in failure.value.error["msg"]
     # the runtime cleans up the chain after a failed ADD, as libcni does
-    netplug_agent.runtime.delete(conflist, None, container_id="ctr-overlap", netns=pod.path, ifname="eth0")
+    netplug.runtime.delete(conflist, None, container_id="ctr-overlap", netns=pod.path, ifname="eth0")
     assert pod_network.allocations() == []
-    assert_nothing_left(netplug_agent, pod, keep=("lo",))
+    assert_nothing_left(netplug, pod, keep=("lo",))

@@ -24,10 +24,10 @@ MASQ = {"type": "netplug", "binding": "masquerade", "vmInterface": "default"}
 
 
 @pytest.mark.parametrize("stack", ["dual", "ipv6-only"])
-def test_guest_gets_ipv6_address_and_default_route(netplug_agent, pod_network, pod, outside, guests, tmp_path, stack):
+def test_guest_gets_ipv6_address_and_default_route(netplug, pod_network, pod, outside, guests, tmp_path, stack):
     conflist = pod_network.conflist("1.0.0", MASQ, ipv4=stack == "dual", ipv6=True)
     ids = {"container_id": f"ctr-v6-{stack}", "netns": pod.path, "ifname": "eth0"}
-    result = netplug_agent.runtime.add(conflist, **ids)
+    result = netplug.runtime.add(conflist, **ids)
     validate_result(result, "1.0.0")
     pod_ips = sandbox_ips(result)
     pod_ip6 = next(ip for ip in pod_ips if ":" in ip)
@@ -58,7 +58,7 @@ def test_guest_gets_ipv6_address_and_default_route(netplug_agent, pod_network, p
     finally:
         web.close()
 
-    netplug_agent.runtime.delete(conflist, result, **ids)
+    netplug.runtime.delete(conflist, result, **ids)
     guest.remove()
-    assert_nothing_left(netplug_agent, pod, keep=("lo",))
+    assert_nothing_left(netplug, pod, keep=("lo",))
     assert pod.sysctl("net/ipv6/conf/all/forwarding") == "0"

@@ -107,13 +107,13 @@ def test_all_ports_forwarded_when_none_listed(netplug, pod_network, pod, outside
 
 
 @pytest.mark.parametrize("cidr, gateway, vm", [("192.168.77.0/28", "192.168.77.1", "192.168.77.2")])
-def test_vm_network_cidr(netplug_agent, pod_network, pod, guests, tmp_path, cidr, gateway, vm):
+def test_vm_network_cidr(netplug, pod_network, pod, guests, tmp_path, cidr, gateway, vm):
     conflist = pod_network.conflist("1.0.0", {**MASQ, "vmNetworkCIDR": cidr})
     ids = {"container_id": "ctr-masq-cidr", "netns": pod.path, "ifname": "eth0"}
-    result = netplug_agent.runtime.add(conflist, **ids)
+    result = netplug.runtime.add(conflist, **ids)
     assert pod.addresses("k6t-eth0") == [f"{gateway}/28"]
     guest = attach_guest(pod, "k6t-eth0")
     guests.append(guest)
     lease = dhcp_lease(guest.ns, "eth0", str(tmp_path))
     assert (lease["ip"], lease["mask"], lease["router"]) == (vm, "28", gateway)
-    netplug_agent.runtime.delete(conflist, result, **ids)
+    netplug.runtime.delete(conflist, result, **ids)

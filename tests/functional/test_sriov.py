@@ -4,24 +4,43 @@ What is faked, and only that: the sysfs tree (PF, VFs, drivers; NETPLUG_SYSFS_RO
 two netlink calls that read and set a VF through its PF (`netplug.ops.sriov.get_vf_config`,
 `set_vf_config`), replaced by a recorder holding a PF's VF table, as sriov-cni's own tests
 do. The VF's netdev is a real veth end in the node netns and really moves into the pod. The
-handler runs in this process, as the agent runs it.
+handler runs in this process, as the agent runs it: called directly, or (for Multus's
+delegation) behind the agent's real socket server on a thread of this process, so the real
+shim, CNI runtime and Multus delegation reach it while the recorder stands in for the PF.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
 
 import pytest
+import yaml
 
+from netplug import naming
 from netplug.bindings.base import WiredInterface
 from netplug.guest import BootSource, plan_domain
 from netplug.model.cni import parse_result
-from netplug.model.multus import DeviceInfo, status_from_result
+from netplug.model.multus import (
+    DeviceInfo,
+    NetworkAttachmentDefinition,
+    parse_network_status,
+    parse_networks,
+    render_network_status,
+    status_from_result,
+)
 from netplug.model.vm import vmi_from_document
 from netplug.ops import sriov
 from runtime.agent.handler import Handler
+from runtime.agent.server import AgentServer
 from runtime.agent.store import Store
+from runtime.cnirt import CNIRuntime
+from runtime.install import install_shim
+from runtime.launcher import observe
+from runtime.multus import Multus, PodSandbox
+from tests.support.fixtures import REFERENCE_PLUGINS
 from tests.support.spec import validate_error, validate_result
 from tests.support.topology import sh, unique
 
@@ -183,3 +202,73 @@ def test_pf_without_vfs_and_vf_in_use(fake_sriov, pod, tmp_path):
     (root / "bus" / "pci" / "devices" / PF_PCI / "sriov_numvfs").write_text("0\n")
     code, error = _call(handler, "ADD", config, pod.path, cid="ctr-c")
     assert code == 1 and error["code"] == 7 and "no VFs enabled" in error["msg"]
+
+
+SRIOV_NAD = """
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: sriov-net
+  namespace: sriov
+  annotations:
+    k8s.v1.cni.cncf.io/resourceName: intel.com/sriov_vfio
+spec:
+  config: '{"cniVersion": "1.1.0", "type": "netplug", "binding": "sriov", "deviceID": "%s", "vlan": 300,
+            "capabilities": {"CNIDeviceInfoFile": true}}'
+"""
+
+
+@pytest.fixture
+def agent_in_this_process(tmp_path):
+    """The agent's socket server with the real handler, on a thread of the test process (so the
+    VF recorder stands in for the PF), and the real shim pointed at it."""
+    socket_path = str(tmp_path / "run" / "agent.sock")
+    server = AgentServer(socket_path, Handler(Store(str(tmp_path / "state"))))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    bin_dir = str(tmp_path / "bin")
+    install_shim(bin_dir, sys.executable)
+    yield CNIRuntime([bin_dir, REFERENCE_PLUGINS], str(tmp_path / "cni-cache"),
+                     {"NETPLUG_AGENT_SOCKET": socket_path, "NETPLUG_STATE_DIR": str(tmp_path / "state")})
+    server.shutdown()
+    server.server_close()
+
+
+def test_multus_delegation_publishes_the_vfs_device_info_and_the_launcher_passes_it(
+        fake_sriov, agent_in_this_process, pod_network, pod, tmp_path):
+    """Multus's way, end to end but for the hardware: the SR-IOV NAD's plugin is offered
+    CNIDeviceInfoFile, writes the VF's device-info there, the network-status entry carries it,
+    and the launcher turns that status into the VF's hostdev; DEL removes the file."""
+    recorder, _, _ = fake_sriov
+    nad = NetworkAttachmentDefinition.from_document(yaml.safe_load(SRIOV_NAD % VF1))
+    multus = Multus(agent_in_this_process, [nad])
+    sandbox = PodSandbox(namespace="vms", name="virt-launcher-vm1", container_id="ctr-multus-sriov", netns=pod.path)
+    pod_if = naming.pod_interface_for_network("sriov-net")
+    selection = json.dumps([{"name": "sriov-net", "namespace": "sriov", "interface": pod_if}])
+    delegates = multus.delegates(sandbox, pod_network.conflist("1.0.0"), parse_networks(selection))
+    devinfo = tmp_path / "devinfo" / f"sriov-net-ctr-multus-sriov_{pod_if}"
+    assert delegates[1].device_info_file == str(devinfo)  # Multus's per-attachment file name
+
+    written = render_network_status(multus.attach(delegates))
+    statuses = parse_network_status(written)
+    assert [(s.name, s.interface) for s in statuses] == [("vms/podnet", "eth0"), ("sriov/sriov-net", pod_if)]
+    entry = json.loads(written)[1]
+    assert entry["device-info"] == {"type": "pci", "version": "1.1.0",
+                                    "pci": {"pci-address": VF1, "pf-pci-address": PF_PCI}}
+    assert "device-info" not in json.loads(written)[0]
+    assert [c[1:] for c in recorder.calls] == [(1, {"vlan": 300, "qos": 0})]
+
+    vmi = vmi_from_document({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+                             "metadata": {"name": "vm1", "namespace": "vms"},
+                             "spec": {"domain": {"devices": {"interfaces": [{"name": "sriov-net", "sriov": {}}]}},
+                                      "networks": [{"name": "sriov-net", "multus": {"networkName": "sriov/sriov-net"}}]}})
+    wired = observe(vmi, vmi.spec.domain.devices.interfaces, statuses)  # the launcher's --network-status
+    assert wired["sriov-net"].pci_address == VF1
+    domain = plan_domain(vmi, wired, BootSource(kernel="/k"), accelerated=False, serial_log="/s")
+    (hostdev,) = domain.hostdevs
+    assert (str(hostdev.source), hostdev.alias) == (VF1, "ua-sriov-sriov-net")
+
+    multus.detach(delegates)
+    assert not devinfo.exists()
+    assert recorder.calls[-1][1:] == (1, {"vlan": 0, "qos": 0})
+    assert set(pod.links()) == {"lo"}

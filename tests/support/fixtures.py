@@ -154,6 +154,10 @@ class PodNetwork:
     def subnet6(self) -> str:
         return f"fd00:250:{self.index}::/64"
 
+    @property
+    def gateway6(self) -> str:
+        return f"fd00:250:{self.index}::1"
+
     def primary(self, *, ipv4: bool = True, ipv6: bool = False) -> dict:
         ranges = ([[{"subnet": self.subnet}]] if ipv4 else []) + ([[{"subnet": self.subnet6}]] if ipv6 else [])
         return {

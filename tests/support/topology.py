@@ -7,12 +7,14 @@ pytest under `unshare --net`), so node-side bridges and sysctls are disposable t
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import os
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -348,3 +350,28 @@ def default_route6(ns: Netns) -> str | None:
     """The guest's IPv6 default router (from router advertisements), if it has one."""
     routes = json.loads(ns.ip("-j", "-6", "route", "show", "default").stdout)
     return routes[0].get("gateway") if routes else None
+
+
+def send_neighbour_advert(ns: Netns, ifname: str, target: str, mac: str, *, count: int = 3) -> None:
+    """From `ns`, tell all nodes on `ifname` that `target` is at `mac`: an unsolicited,
+    overriding neighbour advertisement, as an attacker poisoning neighbour caches sends it."""
+    override = 0x20000000
+    packet = struct.pack("!BBHI16sBB6s", 136, 0, 0, override, ipaddress.IPv6Address(target).packed,
+                         2, 1, bytes.fromhex(mac.replace(":", "")))  # option 2: target link-layer address
+
+    def send() -> None:
+        index = socket.if_nametoindex(ifname)
+        # the kernel fills in the ICMPv6 checksum of a raw ICMPv6 socket
+        with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as sock:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)  # ND requires 255
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+            for _ in range(count):
+                sock.sendto(packet, ("ff02::1", 0, 0, index))
+                time.sleep(0.05)
+    ns.run(send)
+
+
+def neighbour_mac(ns: Netns, address: str, ifname: str) -> str | None:
+    """The MAC `ns` holds for `address` in its neighbour cache, if any."""
+    entries = json.loads(ns.ip("-j", "neigh", "show", address, "dev", ifname).stdout or "[]")
+    return entries[0].get("lladdr") if entries else None

@@ -4,8 +4,10 @@ The plan is what the guest and the pod end up with (README "bridge"): the pod in
 renamed `eth0-nic` and made a learning-off port of `k6t-eth0` with the bridge's MAC, `tap0` on
 the same bridge, the pod's identity (guest MAC, every address, MTU) on an ifb link called
 `eth0`, `arp_ignore` so the pod never answers ARP for the guest's address, a DHCP service that
-hands the pod's IPv4 address to the guest's MAC only, a spoof guard on the tap, and a CNI
-result that keeps the pod interface's entry (with the guest's MAC) and adds netplug's links.
+hands the pod's IPv4 and IPv6 addresses to the guest's MAC only (with router advertisements,
+the pod forwarding the guest's off-link IPv6 along its own routes), a spoof guard on the tap
+that knows the guest's own addresses, and a CNI result that keeps the pod interface's entry
+(with the guest's MAC) and adds netplug's links.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 
 from netplug import naming
 from netplug.bindings import plan
-from netplug.bindings.base import BindingContext, derived_mac, guest_mac
+from netplug.bindings.base import BindingContext, derived_mac, eui64_link_local, guest_mac
 from netplug.bindings.bridge import plan_bridge
 from netplug.model.cni import parse_result, result_to_wire
 from netplug.model.netconf import BridgeConf
@@ -26,6 +28,7 @@ POD_MAC = "0a:58:0a:f4:01:05"
 POD_V4 = "10.244.1.5/24"
 POD_V6 = "fd00:10:244:1::5/64"
 ARP_IGNORE = "net/ipv4/conf/all/arp_ignore"
+IPV6_FORWARDING = "net/ipv6/conf/all/forwarding"
 BLUE = "pod16477688c0e"  # naming.pod_interface_for_network("blue"), KubeVirt's name
 RESOLV = """\
 nameserver 10.96.0.10
@@ -91,12 +94,15 @@ def test_links_in_order() -> None:
     assert netspec.nat == [], "the bridge binding does no NAT"
 
 
-def test_bridge_has_a_derived_mac_and_only_the_dhcp_server_address() -> None:
+def test_bridge_has_a_derived_mac_and_only_the_dhcp_server_addresses() -> None:
     bridge = links(plan_bridge(conf(), ctx()))["k6t-eth0"]
     assert bridge.mac == BRIDGE_MAC
     assert is_unicast_local(bridge.mac)
     assert bridge.mac not in (POD_MAC, guest_mac(conf()) or POD_MAC)
-    assert bridge.addresses == ["169.254.75.10/32"]  # KubeVirt's DHCP server id, never routed
+    # KubeVirt's DHCP server id (never routed), and the subnet-router anycast address of the
+    # pod's IPv6 prefix, which no IPAM hands out: dnsmasq announces the prefix it sits in
+    assert bridge.addresses == ["169.254.75.10/32", "fd00:10:244:1::/64"]
+    assert bridge.sysctls == {"net/ipv6/conf/k6t-eth0/accept_dad": "0"}
     assert bridge.mtu == 1450 and bridge.master is None
 
 
@@ -170,8 +176,47 @@ def test_dhcp_hands_the_pods_ipv4_address_to_the_guest() -> None:
     assert dhcp.shared_network == "10.244.1.0"
     assert dhcp.vm_mac == POD_MAC, "without mac or VM identity the guest uses the pod's MAC"
     assert dhcp.mtu == 1450
-    # the guest gets IPv6 from the network (RAs pass the bridge), not from netplug
-    assert (dhcp.vm_address6, dhcp.prefixlen6) == (None, None)
+
+
+def test_dhcpv6_hands_the_pods_ipv6_address_to_the_guest() -> None:
+    dhcp = plan_bridge(conf(mac="52:54:00:12:34:56"), ctx()).netspec.dhcp
+    assert (dhcp.vm_address6, dhcp.prefixlen6, dhcp.vm_mac) == ("fd00:10:244:1::5", 64, "52:54:00:12:34:56")
+    assert dhcp.dns_servers6 == [] and dhcp.mtu == 1450
+
+
+V6_ROUTES = (*ROUTES, RouteSpec(dst="::/0", gateway="fd00:10:244:1::1", metric=1024),
+             RouteSpec(dst="fd00:beef::/48", gateway="fe80::1"))
+
+
+def test_with_ipv6_routes_the_bridge_routes_for_the_guest() -> None:
+    netspec = plan_bridge(conf(), ctx(pod(routes=V6_ROUTES), sysctls={IPV6_FORWARDING: "0"})).netspec
+    assert netspec.dhcp.ra_default_route is True, "the RA names the bridge as the guest's router"
+    bridge = next(link for link in netspec.links if link.name == "k6t-eth0")
+    assert [(r.dst, r.gateway, r.metric) for r in bridge.routes] == [
+        ("::/0", "fd00:10:244:1::1", 1024), ("fd00:beef::/48", "fe80::1", None)]
+    assert (IPV6_FORWARDING, "1", "0") in [(s.key, s.value, s.restore) for s in netspec.sysctls]
+
+
+def test_without_ipv6_routes_the_ra_gives_the_prefix_only() -> None:
+    netspec = plan_bridge(conf(), ctx()).netspec
+    assert netspec.dhcp.ra_default_route is False
+    assert all(not link.routes for link in netspec.links)
+    assert IPV6_FORWARDING not in [s.key for s in netspec.sysctls]
+
+
+def test_the_guests_ipv6_services_stay_off_the_uplink() -> None:
+    fence = plan_bridge(conf(), ctx()).netspec.service_fence
+    assert (fence.family, fence.table, fence.uplink, fence.tag) == ("bridge", "netplug_eth0_fence", "eth0-nic", TAG)
+    assert plan_bridge(conf(), ctx(pod(addresses=(POD_V4,)))).netspec.service_fence is None
+
+
+@pytest.mark.parametrize("address", ["fd00:10:244:1::5/128", "fd00:10:244:1::5/127", "fd00:10::5/48"])
+def test_ipv6_prefix_dnsmasq_cannot_announce_gets_no_dhcpv6(address: str) -> None:
+    netspec = plan_bridge(conf(), ctx(pod(addresses=(POD_V4, address), routes=V6_ROUTES))).netspec
+    assert (netspec.dhcp.vm_address6, netspec.service_fence) == (None, None)
+    assert links(plan_bridge(conf(), ctx(pod(addresses=(POD_V4, address)))))["k6t-eth0"].addresses == [
+        "169.254.75.10/32"]
+    assert "fd00:10:244:1::5" in netspec.spoof_guard.ipv6 or "fd00:10::5" in netspec.spoof_guard.ipv6
 
 
 def test_dhcp_classless_routes_default_last_connected_subnet_excluded() -> None:
@@ -271,8 +316,16 @@ def test_spoof_guard_plan() -> None:
     assert guard.port == "tap0"
     assert guard.vm_mac == "52:54:00:12:34:56"
     assert guard.ipv4 == ["10.244.1.5"]
-    assert guard.ipv6 == ["fd00:10:244:1::/64"]  # the pod's prefix: the guest forms its own address there
+    # the guest's own /128 and the link-local address its MAC gives it, not the whole prefix
+    assert guard.ipv6 == ["fd00:10:244:1::5", "fe80::5054:ff:fe12:3456"]
     assert guard.tag == TAG
+
+
+@pytest.mark.parametrize(("mac", "link_local"), [("52:54:00:aa:bb:01", "fe80::5054:ff:feaa:bb01"),
+                                                 ("02:00:00:00:00:00", "fe80::ff:fe00:0"),
+                                                 ("0a:58:0a:f4:01:05", "fe80::858:aff:fef4:105")])
+def test_link_local_address_from_the_mac_is_modified_eui64(mac: str, link_local: str) -> None:
+    assert eui64_link_local(mac) == link_local
 
 
 def test_spoof_check_false_has_no_guard() -> None:
@@ -319,14 +372,14 @@ def test_result_without_prev_result_adds_the_pod_interface() -> None:
 # --- IPv6-only and secondary networks ----------------------------------------------------------
 
 
-def test_ipv6_only_pod_gets_no_dhcp_and_no_arp_ignore() -> None:
+def test_ipv6_only_pod_gets_dhcpv6_only_and_no_arp_ignore() -> None:
     result_plan = plan_bridge(conf(), ctx(pod(addresses=(POD_V6,), routes=())))
     netspec = result_plan.netspec
-    assert netspec.dhcp is None
+    assert (netspec.dhcp.vm_address, netspec.dhcp.vm_address6) == (None, "fd00:10:244:1::5")
     assert netspec.sysctls == []
-    assert links(result_plan)["k6t-eth0"].addresses == []
+    assert links(result_plan)["k6t-eth0"].addresses == ["fd00:10:244:1::/64"]
     assert links(result_plan)["eth0"].addresses == [POD_V6]
-    assert (netspec.spoof_guard.ipv4, netspec.spoof_guard.ipv6) == ([], ["fd00:10:244:1::/64"])
+    assert (netspec.spoof_guard.ipv4, netspec.spoof_guard.ipv6) == ([], ["fd00:10:244:1::5", eui64_link_local(POD_MAC)])
 
 
 def test_secondary_network_names() -> None:

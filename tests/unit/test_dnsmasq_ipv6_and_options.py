@@ -1,7 +1,8 @@
 """netplug.render.dnsmasq: DHCPv6 + router advertisements, the bridge binding's shared network,
 and KubeVirt's dhcpOptions.
 
-An IPv6-only plan serves no DHCPv4 at all: one DHCPv6 range of the VM's single address with
+An IPv6-only plan serves no DHCPv4 at all: one DHCPv6 range of the VM's single address (static,
+for the known MAC only, when the plan has one) with
 the VM network's prefix length, router advertisements (`enable-ra`) carrying the MTU, and
 the IPv6 DNS. The bridge binding's bridge carries only 169.254.75.10/32, so the guest's
 subnet is declared with `shared-network`. dhcpOptions become options 42 (NTP), 66 (TFTP
@@ -99,11 +100,12 @@ def test_ipv6_only_matches_golden() -> None:
 
 def test_ipv6_only_serves_no_dhcpv4() -> None:
     text = render_dhcp(ipv6_plan(), **FILES)
-    assert starting(text, "dhcp-range=") == ["dhcp-range=fd10:0:2::2,fd10:0:2::2,120,infinite"]
+    assert starting(text, "dhcp-range=") == ["dhcp-range=fd10:0:2::2,static,120,infinite"]
     assert not starting(text, "dhcp-option=option:"), "no DHCPv4 option without a DHCPv4 range"
     assert not starting(text, "dhcp-option=12,")
     assert not starting(text, "shared-network=")
     assert starting(text, "dhcp-host=") == ["dhcp-host=02:11:22:33:44:55,[fd10:0:2::2],infinite"]
+    assert "dhcp-ignore=tag:!known" in lines(text), "with the MAC known, DHCPv6 answers that MAC only"
 
 
 @pytest.mark.parametrize(("address", "prefixlen"), [("fd10:0:2::2", 120), ("fd20::2", 64), ("2001:db8:1::2", 126)])
@@ -121,11 +123,26 @@ def test_router_advertisements_carry_the_mtu() -> None:
     assert starting(without, "ra-param=") == ["ra-param=k6t-eth0,high,10,1800"]
 
 
+def test_router_lifetime_zero_when_the_bridge_is_no_router() -> None:
+    text = render_dhcp(ipv6_plan(ra_default_route=False), **FILES)
+    assert starting(text, "ra-param=") == ["ra-param=k6t-eth0,mtu:1450,high,10,0"]
+
+
+def test_bridge_binding_serves_the_pods_ipv6_address_on_its_prefix() -> None:
+    routes = (RouteSpec(dst="::/0", gateway="fd00:10:244:1::1"),)
+    plan = plan_bridge(BridgeConf(cniVersion="1.0.0", binding="bridge"),
+                       pod_context("10.244.1.5/24", "fd00:10:244:1::5/64", routes=routes))
+    text = lines(render_dhcp(plan.netspec.dhcp, **FILES))
+    assert "dhcp-range=fd00:10:244:1::5,static,64,infinite" in text
+    assert "dhcp-host=0a:58:0a:f4:01:05,[fd00:10:244:1::5],infinite" in text
+    assert "ra-param=k6t-eth0,mtu:1450,high,10,1800" in text
+
+
 def test_ipv6_only_plan_from_the_masquerade_binding() -> None:
     plan = plan_masquerade(MasqueradeConf(cniVersion="1.0.0", binding="masquerade", mac="52:54:00:12:34:56"),
                            pod_context("fd00:10:244:1::5/64"))
     text = render_dhcp(plan.netspec.dhcp, **FILES)
-    assert starting(text, "dhcp-range=") == ["dhcp-range=fd10:0:2::2,fd10:0:2::2,120,infinite"]
+    assert starting(text, "dhcp-range=") == ["dhcp-range=fd10:0:2::2,static,120,infinite"]
     assert starting(text, "ra-param=") == ["ra-param=k6t-eth0,mtu:1450,high,10,1800"]
     assert "dhcp-host=52:54:00:12:34:56,[fd10:0:2::2],infinite" in lines(text)
     assert "dhcp-option=option6:dns-server,[fd00:10:96::a]" in lines(text)
@@ -134,7 +151,7 @@ def test_ipv6_only_plan_from_the_masquerade_binding() -> None:
 def test_dual_stack_has_one_range_per_family() -> None:
     text = render_dhcp(ipv6_plan(vm_address="10.0.2.2", prefixlen=24, router="10.0.2.1"), **FILES)
     assert starting(text, "dhcp-range=") == ["dhcp-range=10.0.2.2,static,255.255.255.0,infinite",
-                                             "dhcp-range=fd10:0:2::2,fd10:0:2::2,120,infinite"]
+                                             "dhcp-range=fd10:0:2::2,static,120,infinite"]
     assert starting(text, "dhcp-host=") == ["dhcp-host=02:11:22:33:44:55,10.0.2.2,infinite",
                                             "dhcp-host=02:11:22:33:44:55,[fd10:0:2::2],infinite"]
     assert "dhcp-option=option:mtu,1450" in lines(text) and "enable-ra" in lines(text)

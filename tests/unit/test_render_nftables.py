@@ -3,8 +3,9 @@
 The golden files in data/ were written by hand from KubeVirt's masquerade layout (the module
 docstring): prerouting iifname <pod> jump inbound; inbound dnat to the VM; output dnat of
 loopback traffic to the VM; postrouting masquerade of the VM's traffic and jump postinbound
-on the bridge; postinbound snat of loopback-sourced traffic to the gateway. `nft -c` (check
-mode: parsed and validated by the kernel, never committed) proves nft accepts the document.
+on the bridge; postinbound snat of loopback-sourced traffic to the gateway; each translating
+rule with a counter (netplug doctor reads them). `nft -c` (check mode: parsed and validated
+by the kernel, never committed) proves nft accepts the document.
 """
 
 from __future__ import annotations

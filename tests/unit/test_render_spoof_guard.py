@@ -1,7 +1,8 @@
 """netplug.render.nftables.render_spoof_guard: the bridge binding's spoof guard, as nft JSON.
 
-The golden file data/spoof_guard_dual_stack.json was written by hand from the module
-docstring and the README ("drop frames from the tap with another source MAC, or another
+The golden file data/spoof_guard_dual_stack.json was written by hand (its IPv6 rules reviewed
+by hand again when the guard learned the guest's own addresses) from the module docstring and
+the README ("drop frames from the tap with another source MAC, or another
 IPv4/IPv6 source (ARP sender and neighbour-advertisement target included) than the guest's"),
 one bridge-family table, one chain at prerouting priority -300, rules in this order:
 
@@ -11,10 +12,13 @@ one bridge-family table, one chain at prerouting priority -300, rules in this or
     arp saddr ip != {<IPv4>, 0.0.0.0} drop            0.0.0.0: ARP probes (RFC 5227)
     ip saddr 0.0.0.0 udp dport 67 return              DHCP before the guest has an address
     ip saddr != {<IPv4>} drop
-    ip6 saddr != {<IPv6>, fe80::/10, ::} drop         link-local and DAD pass
-    nd-neighbor-advert, target in fe80::/10: return   target = ICMPv6 bits 64..191
-    nd-neighbor-advert, target != <IPv6> drop
+    ip6 saddr != {<IPv6>..., ::} drop                 the guest's /128s and its EUI-64 link-local
+                                                      address; "::" for DAD and MLD
+    icmpv6 type {router advert, redirect} drop        the guest is nobody's router
+    nd-neighbor-advert, target == <IPv6>: return      per address; target = ICMPv6 bits 64..191
+    nd-neighbor-advert drop                           any other target
 
+Every drop rule counts what it dropped (`netplug doctor` reports it).
 `nft -c` (check mode: parsed and validated by the kernel, never committed) proves nft accepts
 each document.
 """
@@ -29,20 +33,21 @@ from pathlib import Path
 
 import pytest
 
-from netplug.model.netspec import SpoofGuardPlan
-from netplug.render.nftables import render_spoof_guard
+from netplug.model.netspec import ServiceFencePlan, SpoofGuardPlan
+from netplug.render.nftables import render_service_fence, render_spoof_guard
 from tests.support.private_netns import run_in_private_netns
 
 DATA = Path(__file__).parent / "data"
 TAG = "5d41402abc4b2a76"
 VM_MAC = "02:7a:1c:3d:4e:5f"
+VM_LINK_LOCAL = "fe80::7a:1cff:fe3d:4e5f"  # modified EUI-64 of VM_MAC
 NFT = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.path.exists(p)), None)
 UNSHARE = shutil.which("unshare")
 
 
 def plan(**overrides: object) -> SpoofGuardPlan:
     fields: dict[str, object] = dict(table="netplug_eth0_guard", port="tap0", vm_mac=VM_MAC,
-                                     ipv4=["10.244.1.5"], ipv6=["fd00:10:244:1::5"], tag=TAG)
+                                     ipv4=["10.244.1.5"], ipv6=["fd00:10:244:1::5", VM_LINK_LOCAL], tag=TAG)
     fields.update(overrides)
     return SpoofGuardPlan(**fields)
 
@@ -145,7 +150,7 @@ def test_several_addresses_are_all_allowed() -> None:
     ip = by_left[("meta protocol", "ip saddr")]["expr"][1]["match"]["right"]
     assert ip == {"set": ["10.244.1.5", "10.244.2.5"]}
     ip6 = by_left[("meta protocol", "ip6 saddr")]["expr"][1]["match"]["right"]
-    assert ip6 == {"set": ["fd00:10:244:1::5", "2001:db8::5", {"prefix": {"addr": "fe80::", "len": 10}}, "::"]}
+    assert ip6 == {"set": ["fd00:10:244:1::5", "2001:db8::5", "::"]}
     targets = [r["expr"][2]["match"]["right"] for r in rules(document) if lefts(r) == ["meta protocol", "icmpv6 type", "th 64/128"]]
     assert targets == ["0xfd000010024400010000000000000005", "0x20010db8000000000000000000000005"]
     assert all(verdict(r) == "return" for r in rules(document) if lefts(r)[-1:] == ["th 64/128"])
@@ -160,15 +165,21 @@ def test_dhcp_discover_passes_before_the_source_check() -> None:
     assert [e["match"]["right"] for e in dhcp_rule["expr"][:3]] == ["ip", "0.0.0.0", 67]
 
 
-def test_link_local_advert_returns_before_the_target_check() -> None:
-    order = [(lefts(r), verdict(r)) for r in rules(render_spoof_guard(plan()))]
-    link_local = order.index((["meta protocol", "icmpv6 type", "th 64/10"], "return"))
-    own = order.index((["meta protocol", "icmpv6 type", "th 64/128"], "return"))
-    foreign = order.index((["meta protocol", "icmpv6 type"], "drop"))  # any other target
-    assert link_local < foreign and own < foreign
-    rule = rules(render_spoof_guard(plan()))[link_local]
-    assert rule["expr"][2]["match"]["right"] == "0x3fa"  # the top 10 bits of fe80::/10
-    assert int("0x3fa", 16) == int("fe80", 16) >> 6
+def test_own_adverts_return_before_any_other_is_dropped() -> None:
+    found = rules(render_spoof_guard(plan()))
+    order = [(lefts(r), verdict(r), r["expr"][1].get("match", {}).get("right")) for r in found]
+    own = [i for i, o in enumerate(order) if o[:2] == (["meta protocol", "icmpv6 type", "th 64/128"], "return")]
+    foreign = order.index((["meta protocol", "icmpv6 type"], "drop", "nd-neighbor-advert"))  # any other target
+    assert len(own) == 2 and max(own) < foreign
+    targets = [found[i]["expr"][2]["match"]["right"] for i in own]
+    assert targets == ["0xfd000010024400010000000000000005", "0xfe80000000000000007a1cfffe3d4e5f"]
+    assert not uses(render_spoof_guard(plan()), "th 64/10"), "no other link-local address is anyone's to claim"
+
+
+def test_router_adverts_and_redirects_from_the_guest_are_dropped() -> None:
+    found = [r for r in rules(render_spoof_guard(plan())) if lefts(r) == ["meta protocol", "icmpv6 type"]
+             and r["expr"][1]["match"]["right"] == {"set": ["nd-router-advert", "nd-redirect"]}]
+    assert [verdict(r) for r in found] == ["drop"]
 
 
 # --- nft itself accepts what netplug renders ---------------------------------------------------
@@ -201,6 +212,20 @@ def test_nft_accepts_the_document(make_plan, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_service_fence_drops_the_pods_router_adverts_and_dhcpv6_answers_on_the_uplink(tmp_path: Path) -> None:
+    document = render_service_fence(ServiceFencePlan(table="netplug_eth0_fence", uplink="eth0-nic", tag=TAG))
+    chains = [c["add"]["chain"] for c in document["nftables"] if "chain" in c.get("add", {})]
+    assert [(c["family"], c["hook"], c["type"]) for c in chains] == [("bridge", "output", "filter")]
+    found = rules(document)
+    assert [lefts(r) for r in found] == [["meta oifname", "meta protocol", "icmpv6 type"],
+                                         ["meta oifname", "meta protocol", "udp sport"]]
+    assert [r["expr"][2]["match"]["right"] for r in found] == ["nd-router-advert", 547]
+    assert {r["expr"][0]["match"]["right"] for r in found} == {"eth0-nic"}
+    assert {verdict(r) for r in found} == {"drop"}
+    result = nft_check(document, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
 def test_nft_check_is_not_vacuous(tmp_path: Path) -> None:
     """The check above would catch a broken document: nft refuses a bad MAC."""
     result = nft_check(render_spoof_guard(plan(vm_mac="02:7a:1c:3d:4e:zz")), tmp_path)
@@ -208,8 +233,8 @@ def test_nft_check_is_not_vacuous(tmp_path: Path) -> None:
 
 
 def test_nft_reads_the_rules_as_meant(tmp_path: Path) -> None:
-    """Loaded into a throwaway netns, nft lists the link-local test as fe80::/10 and the sets
-    as the guest's addresses: the raw-payload matches mean what the module says they mean."""
+    """Loaded into a throwaway netns, nft lists the raw neighbour-advertisement target matches
+    as the guest's addresses and the sets as meant: the module says what the rules mean."""
     nft = need_root_nft()
     if UNSHARE is None:
         pytest.skip("unshare (util-linux) is not installed")
@@ -222,14 +247,15 @@ def test_nft_reads_the_rules_as_meant(tmp_path: Path) -> None:
     listing = [line.strip().split(" comment ")[0] for line in done.stdout.splitlines()]
     for expected in (
         'iifname != "tap0" return',
-        "ether saddr != 02:7a:1c:3d:4e:5f drop",
-        "arp saddr ether != 02:7a:1c:3d:4e:5f drop",
-        "arp saddr ip != { 0.0.0.0, 10.244.1.5 } drop",
+        "ether saddr != 02:7a:1c:3d:4e:5f counter packets 0 bytes 0 drop",
+        "arp saddr ether != 02:7a:1c:3d:4e:5f counter packets 0 bytes 0 drop",
+        "arp saddr ip != { 0.0.0.0, 10.244.1.5 } counter packets 0 bytes 0 drop",
         "ip saddr 0.0.0.0 udp dport 67 return",
-        "ip saddr != 10.244.1.5 drop",
-        "ip6 saddr != { ::, fd00:10:244:1::5, fe80::/10 } drop",
-        "icmpv6 type nd-neighbor-advert @th,64,16 & 0xffc0 == 0xfe80 return",
+        "ip saddr != 10.244.1.5 counter packets 0 bytes 0 drop",
+        "ip6 saddr != { ::, fd00:10:244:1::5, fe80::7a:1cff:fe3d:4e5f } counter packets 0 bytes 0 drop",
+        "icmpv6 type { nd-router-advert, nd-redirect } counter packets 0 bytes 0 drop",
         "icmpv6 type nd-neighbor-advert @th,64,128 0xfd000010024400010000000000000005 return",
-        "icmpv6 type nd-neighbor-advert drop",
+        "icmpv6 type nd-neighbor-advert @th,64,128 0xfe80000000000000007a1cfffe3d4e5f return",
+        "icmpv6 type nd-neighbor-advert counter packets 0 bytes 0 drop",
     ):
         assert expected in listing, f"{expected!r} not in:\n{done.stdout}"
