@@ -38,7 +38,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_install_cni(args: argparse.Namespace) -> int:
-    print(install_shim(args.bin_dir, args.python, args.socket, args.state_dir))
+    print(install_shim(args.bin_dir, args.python, args.socket, args.state_dir, fallback=args.fallback_python,
+                       node_root=args.node_root))
     return 0
 
 
@@ -192,7 +193,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `netplug` command line (also how the tests check the manifests' commands)."""
     parser = argparse.ArgumentParser(prog="netplug", description="Networks for virtual machines on Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -210,7 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     install.add_argument("--state-dir", default=os.environ.get("NETPLUG_STATE_DIR", "/var/lib/netplug"),
                          help="the agent's state dir (baked in, for the in-process fallback)")
     install.add_argument("--python", default=sys.executable,
-                         help="interpreter for the shim and its in-process fallback (default: this one)")
+                         help="the interpreter kubelet runs the shim with, as the node sees it (default: this one)")
+    install.add_argument("--node-root", default="/", metavar="DIR",
+                         help="where the node's files are seen here (an init container's mount): --python is "
+                              "checked at DIR/PYTHON")
+    install.add_argument("--fallback-python", default="same", metavar="PATH|same|none",
+                         help="the interpreter of the in-process fallback, with netplug installed (same: --python); "
+                              "none: no fallback on this node, a call while no agent answers is code 11")
     install.set_defaults(func=cmd_install_cni)
 
     launch = sub.add_parser("launch", help="run a VM inside its wired pod netns (virt-launcher)")
@@ -290,8 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     render.set_defaults(func=cmd_render)
     for command in (up, down, get, console, describe, doctor):
         command.add_argument("--state-dir", default=state_dir)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if getattr(args, "kind", None) in ("vm", "vmi"):
         args.kind += "s"
     try:
