@@ -87,8 +87,9 @@ class Netns:
         data = json.loads(self.ip("-j", "addr", "show", "dev", ifname).stdout)
         return [f"{a['local']}/{a['prefixlen']}" for a in data[0]["addr_info"] if a.get("scope") != "link"]
 
-    def nft_ruleset(self) -> list[dict]:
-        out = self.exec("nft", "-j", "list", "ruleset").stdout
+    def nft_ruleset(self, *, stateless: bool = False) -> list[dict]:
+        """The netns's nftables ruleset; `stateless` leaves out counters (which traffic moves)."""
+        out = self.exec("nft", "-j", *(["-s"] if stateless else []), "list", "ruleset").stdout
         return [o for o in json.loads(out)["nftables"] if "metainfo" not in o]
 
     def sysctl(self, key: str) -> str:
