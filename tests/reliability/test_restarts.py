@@ -93,7 +93,7 @@ def test_fifty_attachments_survive_agent_restarts_and_service_deaths(netplug_age
         _nat_works(guests, pod_ips, outside)
         records = _records(np)
         services = _services_by_attachment(np, ids)
-        rulesets = [p.nft_ruleset() for p in pods]
+        rulesets = [p.nft_rules() for p in pods]
         assert len(records) == ATTACHMENTS and all(len(pids) == 1 for pids in services.values()), services
 
         # a rolling update: SIGTERM, then the new agent; the DHCP services live on
@@ -103,7 +103,7 @@ def test_fifty_attachments_survive_agent_restarts_and_service_deaths(netplug_age
         _nat_works(guests, pod_ips, outside)
         assert _records(np) == records
         assert _services_by_attachment(np, ids) == services, "the new agent started or lost DHCP services"
-        assert [p.nft_ruleset() for p in pods] == rulesets
+        assert [p.nft_rules() for p in pods] == rulesets
 
         # the agent's container restarts: the agent and every service die with it
         np.stop_agent()
@@ -116,7 +116,7 @@ def test_fifty_attachments_survive_agent_restarts_and_service_deaths(netplug_age
         _renewals_answered(clients)
         _nat_works(guests, pod_ips, outside)
         assert _records(np) == records
-        assert [p.nft_ruleset() for p in pods] == rulesets
+        assert [p.nft_rules() for p in pods] == rulesets
 
         # one service dies while the agent runs: it answers its guest again within 5 s
         victim = ids[7]

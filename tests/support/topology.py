@@ -91,6 +91,14 @@ class Netns:
         out = self.exec("nft", "-j", "list", "ruleset").stdout
         return [o for o in json.loads(out)["nftables"] if "metainfo" not in o]
 
+    def nft_rules(self) -> list[dict]:
+        """The ruleset as rules: what each counter counted so far left out (traffic changes it)."""
+        def uncounted(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: (None if k == "counter" else uncounted(v)) for k, v in value.items()}
+            return [uncounted(v) for v in value] if isinstance(value, list) else value
+        return uncounted(self.nft_ruleset())
+
     def sysctl(self, key: str) -> str:
         return self.exec("cat", f"/proc/sys/{key}").stdout.strip()
 
