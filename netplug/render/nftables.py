@@ -143,6 +143,13 @@ def render_spoof_guard(plan: SpoofGuardPlan) -> dict:
         rule(_match(_payload("ether", "saddr"), plan.vm_mac, "!="), drop),
         rule(_match(ether_type, "arp"), _match(_payload("arp", "saddr ether"), plan.vm_mac, "!="), drop),
     ]
+    # where netplug serves the guest its addresses, the guest serves nobody else's: no DHCP or
+    # DHCPv6 answers from it (on a pure L2 network, with no addresses known, a VM may well be
+    # that network's DHCP server)
+    if plan.ipv4:
+        commands.append(rule(_match(ether_type, "ip"), _match(_payload("udp", "sport"), 67), drop))
+    if plan.ipv6:
+        commands.append(rule(_match(ether_type, "ip6"), _match(_payload("udp", "sport"), 547), drop))
     if plan.ipv4:
         commands.append(rule(_match(ether_type, "arp"),
                              _match(_payload("arp", "saddr ip"), _address_set(plan.ipv4, "0.0.0.0"), "!="), drop))  # nosec B104  # a probe's unspecified sender, matched, not bound

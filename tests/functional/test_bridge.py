@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests.support.spec import validate_result
 from tests.support.topology import (
     Netns,
     TcpServer,
+    UdpSink,
     default_route6,
     dhcp6_lease,
     dhcp_lease,
@@ -326,6 +328,7 @@ def test_spoof_guard(netplug, pod_network, guests, tmp_path):
         neighbour_ip = _sandbox_ips(netplug.runtime.add(pod_network.conflist("1.0.0"), container_id="ctr-nb",
                                                         netns=neighbour.path, ifname="eth0"), "eth0")[0].split("/")[0]
         server = TcpServer(neighbour, 7200)
+        dhcp_clients = UdpSink(neighbour, 68)
         try:
             for check, pod in pods.items():
                 conflist = pod_network.conflist("1.0.0", {**BRIDGE, "spoofCheck": check})
@@ -334,6 +337,16 @@ def test_spoof_guard(netplug, pod_network, guests, tmp_path):
                 guests.append(guest)
                 lease = dhcp_lease(guest.ns, "eth0", str(tmp_path))
                 assert tcp_request(guest.ns, neighbour_ip, 7200) == f"hello {lease['ip']}\n"
+
+                # a DHCP server in the guest: its answers never reach the network's other pods
+                rogue = guest.ns.run(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                with rogue:
+                    rogue.bind((lease["ip"], 67))
+                    before = len(dhcp_clients.sources)
+                    for _ in range(3):
+                        rogue.sendto(b"a rogue DHCPOFFER", (neighbour_ip, 68))
+                    arrived = wait_for(lambda b=before: len(dhcp_clients.sources) > b, timeout=1)
+                assert (not arrived) == check, (check, dhcp_clients.sources)
 
                 # another source address on the same MAC
                 other_ip = str(ipaddress.ip_address(lease["ip"]) + 100)
@@ -355,6 +368,7 @@ def test_spoof_guard(netplug, pod_network, guests, tmp_path):
                 assert not pod.nft_ruleset()
         finally:
             server.close()
+            dhcp_clients.close()
     finally:
         for pod in [*pods.values(), neighbour]:
             pod.delete()

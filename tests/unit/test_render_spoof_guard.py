@@ -8,6 +8,8 @@ one bridge-family table, one chain at prerouting priority -300, rules in this or
 
     iifname != <tap> return                           frames not from the guest pass untouched
     ether saddr != <guest MAC> drop
+    ip udp sport 67 drop                              no DHCP answers from the guest (with IPv4)
+    ip6 udp sport 547 drop                            no DHCPv6 answers from it (with IPv6)
     arp saddr ether != <guest MAC> drop
     arp saddr ip != {<IPv4>, 0.0.0.0} drop            0.0.0.0: ARP probes (RFC 5227)
     ip saddr 0.0.0.0 udp dport 67 return              DHCP before the guest has an address
@@ -248,6 +250,8 @@ def test_nft_reads_the_rules_as_meant(tmp_path: Path) -> None:
     for expected in (
         'iifname != "tap0" return',
         "ether saddr != 02:7a:1c:3d:4e:5f counter packets 0 bytes 0 drop",
+        "meta protocol ip udp sport 67 counter packets 0 bytes 0 drop",
+        "meta protocol ip6 udp sport 547 counter packets 0 bytes 0 drop",
         "arp saddr ether != 02:7a:1c:3d:4e:5f counter packets 0 bytes 0 drop",
         "arp saddr ip != { 0.0.0.0, 10.244.1.5 } counter packets 0 bytes 0 drop",
         "ip saddr 0.0.0.0 udp dport 67 return",
