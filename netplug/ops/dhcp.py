@@ -28,9 +28,16 @@ DNSMASQ = "dnsmasq"
 def _write_atomic(path: str, text: str) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     # no fsync: the config is rendered again from the state record at every start
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:  # a full or read-only state dir: a CNI error, and no half-written file
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ServiceError(f"cannot write the DHCP config {path}: {exc.strerror}") from None
 
 
 def _read_pid(pid_file: str) -> int | None:

@@ -265,3 +265,34 @@ def test_a_full_state_disk_fails_add_cleanly(full_disk_netplug, pod, tmp_path):
     assert error["code"] == 106 and np.state_dir in error["msg"], error
     assert_clean("ADD without inodes")
     assert "failed unexpectedly" not in np.agent_log()
+
+
+def test_a_dhcp_config_that_cannot_be_written_fails_add_cleanly(netplug_agent, pod, tmp_path):
+    """The services part of the state dir read-only (a bind mount in this test's own mount
+    namespace): records can be written, the DHCP config cannot. ADD is a CNI error naming the
+    file, rolled back, with no half-written file left; once writable, ADD works."""
+    np = netplug_agent
+    services = os.path.join(np.state_dir, "services")
+    config = {"cniVersion": "1.0.0", "name": "vmnet", **MASQ,
+              "prevResult": primary_by_hand(pod).prev_result("1.0.0")}
+    baseline = pod.snapshot()
+
+    def run(command: str):
+        return exec_plugin(np.shim, command, config, container_id="ctr-ro", netns=pod.path, ifname="eth0",
+                           cni_path=np.runtime.cni_path, extra_env=np.runtime.extra_env)
+
+    sh("mount", "--bind", services, services)
+    try:
+        sh("mount", "-o", "remount,bind,ro", services)
+        add = run("ADD")
+        assert add.returncode == 1, add.stdout
+        validate_error(add.json)
+        assert add.json["code"] == 105 and services in add.json["msg"], add.json
+    finally:
+        sh("umount", services)
+    assert pod.snapshot() == baseline
+    assert np.records() == [] and np.services() == [] and np.service_files() == []
+    assert "failed unexpectedly" not in np.agent_log()
+    assert run("ADD").returncode == 0
+    assert run("DEL").returncode == 0
+    assert pod.snapshot() == baseline
