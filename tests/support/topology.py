@@ -260,8 +260,8 @@ def dhcp_lease(ns: Netns, ifname: str, workdir: str, *, tries: int = 5) -> dict[
 
 
 RENEWING_UDHCPC_SCRIPT = """#!/bin/sh
-# udhcpc hook for a client that stays: one line per event, the interface configured as a guest's
-echo "$1 $ip $serverid" >> "$EVENTS_FILE"
+# udhcpc hook for a client that stays: the interface configured as a guest's, then one line
+# per event (last, so that a reader who sees "bound" finds the address and route in place)
 case "$1" in
   deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
   bound|renew)
@@ -269,6 +269,7 @@ case "$1" in
     [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
     ;;
 esac
+echo "$1 $ip $serverid" >> "$EVENTS_FILE"
 exit 0
 """
 
