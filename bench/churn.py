@@ -46,15 +46,17 @@ from harness import (  # noqa: E402
 )
 
 
-def retry(job, attempts: int = 5) -> None:
+def retry(job, attempts: int = 5) -> str | None:
+    """Run `job` until it raises no PluginError, at most `attempts` times; the last error."""
     for attempt in range(attempts):
         try:
             job()
-            return
-        except PluginError:
+            return None
+        except PluginError as exc:
             if attempt == attempts - 1:
-                raise
+                return str(exc)[:300]
             time.sleep(1)
+    return None
 
 
 def phase(node: Node, chain: Chain, cycles: int, concurrency: int) -> dict:
@@ -80,7 +82,9 @@ def phase(node: Node, chain: Chain, cycles: int, concurrency: int) -> dict:
     try:
         wall, times = in_parallel([lambda s=s: cycle(s) for s in sandboxes], concurrency)
         for run in unfinished:  # as a runtime does after a failed ADD or DEL: DEL until it succeeds
-            retry(lambda run=run: node.delete(run, chain))
+            error = retry(lambda run=run: node.delete(run, chain))
+            if error:
+                failures.append(f"DEL after the failure never succeeded: {error}")
         left = sandbox_leftovers(sandboxes)
     finally:
         for sandbox in sandboxes:
