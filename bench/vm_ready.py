@@ -62,6 +62,8 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 STEP = re.compile(r"^\[\s*([0-9.]+)s\] (.*)$")
 WAIT = 240
 SHARE = "network's share (CNI + first answer)"
+CNI = "CNI chain (bridge+host-local+netplug)"
+FIRST_ANSWER = "first DHCP answer (DISCOVER -> OFFER)"
 TOTAL = "total: up exec -> ACK"
 
 
@@ -195,14 +197,14 @@ def one_up(env: dict, state_dir: str, agent_log: str) -> dict[str, float]:
     return {
         "up start-up (python, YAML, plan)": (up_began - start) * ms,
         "pod sandbox (netns)": sandbox_offset * ms,
-        "CNI chain (bridge+host-local+netplug)": (cni_offset - sandbox_offset) * ms,
+        CNI: (cni_offset - sandbox_offset) * ms,
         "  of which netplug's ADD inside the agent": agent_add_ms(agent_log),
         "until the launcher runs": (launched_at - cni_at) * ms,
         "launcher until it starts the domain": (launcher.get("starting domain", launched_at) - launched_at) * ms,
         "libvirt + QEMU until Running": (launcher["Running"] - launcher.get("starting domain", launched_at)) * ms,
         "guest boot (Running -> DISCOVER)": (discover - launcher["Running"]) * ms,
         "  of which kernel until init (guest clock)": float(init.group(1)) * ms if init else float("nan"),
-        "first DHCP answer (DISCOVER -> OFFER)": (offer - discover) * ms,
+        FIRST_ANSWER: (offer - discover) * ms,
         "rest of DHCP (OFFER -> ACK)": (ack - offer) * ms,
         "up notices the lease (polls 0.2 s)": (lease_at - ack) * ms,
         TOTAL: (ack - start) * ms,
@@ -223,7 +225,8 @@ def series(runs: int, workdir: str, agent: bool) -> list[dict[str, float]]:
             if i:  # the first run warms the caches
                 found.append(figures)
             print(f"  {'agent' if agent else 'no agent'} run {i}{' (warm-up)' if not i else ''}: ready in "
-                  f"{figures[TOTAL]:.0f} ms, network's share {figures[SHARE]:.0f} ms", flush=True)
+                  f"{figures[TOTAL]:.0f} ms, network's share {figures[SHARE]:.0f} ms (CNI {figures[CNI]:.0f}, "
+                  f"first DHCP answer {figures[FIRST_ANSWER]:.1f})", flush=True)
         return found
     finally:
         node.close()
