@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="where the leader Lease and netplug's binding NADs are")
     controller.add_argument("--identity", default=os.environ.get("POD_NAME") or f"{os.uname().nodename}_{os.getpid()}",
                             help="this candidate's name in the Lease")
-    controller.add_argument("--launcher-image", default=os.environ.get("NETPLUG_LAUNCHER_IMAGE", "netplug:latest"))
+    controller.add_argument("--launcher-image", default=os.environ.get("NETPLUG_LAUNCHER_IMAGE"),
+                            help="the launcher pods' image (default: netplug:latest, scripts/build-image's)")
     controller.add_argument("--default-binding", choices=["bridge", "masquerade"], default="bridge",
                             help="binding of the interface a VM without networks gets (KubeVirt's default: bridge)")
     controller.add_argument("--workers", type=int, default=2)

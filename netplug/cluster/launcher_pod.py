@@ -41,6 +41,8 @@ from netplug.model.multus import (
 from netplug.model.vm import VirtualMachineInstance, vmi_from_document
 from netplug.pod import NodeNetwork, PodAttachment, plan_pod
 
+#: netplug's image (Containerfile, scripts/build-image): the launcher's, as the manifests' own
+IMAGE = "netplug:latest"
 VMI_ANNOTATION = "netplug.io/vmi"
 DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
 COMPUTE = "compute"
@@ -56,7 +58,7 @@ BINDING_NADS = {("masquerade", True): "netplug-masquerade", ("bridge", True): "n
 
 @dataclass
 class LauncherSettings:
-    image: str = "netplug:latest"
+    image: str = IMAGE
     #: where netplug's binding NADs are (the controller's namespace)
     binding_namespace: str = "netplug-system"
     #: what libvirt, QEMU and the launcher need beyond the guest's memory

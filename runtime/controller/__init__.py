@@ -194,7 +194,7 @@ def serve(args) -> int:
     settings = ControllerSettings(
         namespace=args.namespace, identity=args.identity, workers=args.workers,
         lease_duration=args.lease_duration, renew_deadline=args.renew_deadline, retry_period=args.retry_period,
-        reconcile=ReconcileSettings(launcher=LauncherSettings(image=args.launcher_image,
+        reconcile=ReconcileSettings(launcher=LauncherSettings(image=args.launcher_image or LauncherSettings.image,
                                                               binding_namespace=args.namespace),
                                     default_binding=args.default_binding))
     controller = Controller(kube, settings)
