@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 from dataclasses import dataclass, field
 
 from netplug.model import vm
 from netplug.model.cni import Result
 from netplug.model.domain import DomainInterface, PciAddress
-from netplug.model.netconf import BindingBase, TapBindingBase
+from netplug.model.netconf import DOMAIN_NAME, BindingBase, TapBindingBase
 from netplug.model.netspec import NetSpec, PodInterface, VfFacts
 
 #: the pod netns forwards IPv6 for the guest (masquerade: NAT66; bridge: the guest's router)
 IPV6_FORWARDING = "net/ipv6/conf/all/forwarding"
-
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$")
 
 
 @dataclass
@@ -78,8 +75,8 @@ def parse_resolv_conf(text: str) -> ResolvConf:
             if not addr.is_loopback and str(addr) not in servers:
                 servers.append(str(addr))
         elif words[0] == "search":
-            search = [d.rstrip(".") for d in words[1:] if _DOMAIN.match(d)]
-        elif words[0] == "domain" and _DOMAIN.match(words[1]):
+            search = [d.rstrip(".") for d in words[1:] if DOMAIN_NAME.match(d)]
+        elif words[0] == "domain" and DOMAIN_NAME.match(words[1]):
             domain = words[1].rstrip(".")
     return ResolvConf(servers, search, domain)
 
@@ -161,7 +158,8 @@ def split_by_family(cidrs: list[str]) -> tuple[list[ipaddress.IPv4Interface], li
 
 def dhcp_extras(conf: TapBindingBase, ctx: BindingContext) -> dict:
     """The DhcpPlan fields every tap binding fills the same way: DNS, hostname, dhcpOptions."""
-    resolv = parse_resolv_conf(ctx.resolv_conf)
+    resolv = parse_resolv_conf(ctx.resolv_conf) if conf.dns is None else ResolvConf(
+        [s for s in conf.dns.nameservers if not ipaddress.ip_address(s).is_loopback], conf.dns.search, conf.dns.domain)
     options = conf.dhcpOptions
     return {
         "dns_servers": [s for s in resolv.nameservers if ipaddress.ip_address(s).version == 4],

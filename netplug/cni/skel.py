@@ -48,8 +48,10 @@ _NETNS_PATH = re.compile(r"/proc/[0-9]+(/task/[0-9]+)?/ns/net|/(var/)?run/netns/
 #: an IPAM delegate or a security switch. `queues` is one of those settings: it only makes
 #: the pod's own tap multi-queue (IFF_MULTI_QUEUE), bounded by the model (1-256, the kernel's
 #: own limit), and creates no queue by itself: each queue is an fd QEMU opens in the pod.
+#: `dns` is the guest's DNS (what the pod's own resolv.conf says, given by the controller), the
+#: way dhcpOptions are the guest's DHCP options.
 POD_SETTABLE = {"vmInterface", "vmName", "vmNamespace", "mac", "ports", "dhcpOptions", "hostname",
-                "vmNetworkCIDR", "vmIPv6NetworkCIDR", "mtu", "queues"}
+                "vmNetworkCIDR", "vmIPv6NetworkCIDR", "mtu", "queues", "dns"}
 
 #: keys the runtime (libcni, Multus) puts into a plugin's config; never binding fields
 _RUNTIME_KEYS = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from typing import ClassVar, Literal
 
 import netaddr
@@ -51,6 +52,59 @@ def validate_unicast_mac(value: str) -> str:
 
 class _Conf(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+#: a DNS domain name as resolv.conf's `search` and DHCP options 15 and 119 carry it
+DOMAIN_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
+                         r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$")
+
+
+class DnsConf(_Conf):
+    """The CNI config's `dns` (the spec's nameservers, domain, search, options): the DNS the
+    guest gets over DHCP, instead of what the `resolvConf` file says. The controller sets it in
+    cni-args from the launcher pod's DNS policy (the cluster's DNS and search domains). Limits
+    as kubelet's for a pod: 3 nameservers, 32 search domains."""
+
+    nameservers: list[str] = Field(default_factory=list, max_length=3)
+    domain: str | None = None
+    search: list[str] = Field(default_factory=list, max_length=32)
+    #: resolver options (ndots, ...): no DHCP option carries them; accepted as CNI has them
+    options: list[str] = Field(default_factory=list, max_length=32)
+
+    @field_validator("nameservers")
+    @classmethod
+    def _addresses(cls, servers: list[str]) -> list[str]:
+        found = []
+        for server in servers:
+            try:
+                address = str(ipaddress.ip_address(server))
+            except ValueError:
+                raise ValueError(f'nameserver "{server}" is not an IP address') from None
+            if address not in found:
+                found.append(address)
+        return found
+
+    @field_validator("search")
+    @classmethod
+    def _domains(cls, domains: list[str]) -> list[str]:
+        for domain in domains:
+            cls._domain(domain)
+        return list(dict.fromkeys(d.rstrip(".") for d in domains))
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, domain: str | None) -> str | None:
+        if domain is not None and not DOMAIN_NAME.match(domain):
+            raise ValueError(f'"{domain}" is not a DNS domain name')
+        return None if domain is None else domain.rstrip(".")
+
+    @field_validator("options")
+    @classmethod
+    def _printable(cls, options: list[str]) -> list[str]:
+        for option in options:
+            if not option or not option.isascii() or not option.isprintable() or " " in option:
+                raise ValueError(f'resolver option "{option}" must be one printable ASCII word')
+        return options
 
 
 class PortSpec(_Conf):
@@ -123,7 +177,8 @@ class BindingBase(_Conf):
     name: str = ""
     type: str = "netplug"
     ipam: dict | None = None
-    dns: dict | None = None
+    #: the guest's DNS (DnsConf); tap bindings serve it instead of resolvConf's
+    dns: DnsConf | None = None
 
     binding: str
     #: the VM interface (spec.domain.devices.interfaces[].name) this attachment serves

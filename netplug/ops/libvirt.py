@@ -87,7 +87,8 @@ class EmbeddedHypervisor:
     def __init__(self, root: str) -> None:
         os.makedirs(os.path.join(root, "etc"), exist_ok=True)
         with open(os.path.join(root, "etc", "qemu.conf"), "w") as f:
-            f.write(QEMU_CONF)
+            # unprivileged, QEMU runs as this user: naming root would make libvirt chown to it
+            f.write(QEMU_CONF if os.geteuid() == 0 else QEMU_CONF.split("\n", 2)[2])
         libvirt.registerErrorHandler(lambda *args: None, None)  # errors arrive as exceptions
         _start_event_loop()
         try:

@@ -36,7 +36,7 @@ from netplug.errors import (
 from netplug.model.cni import LATEST, SUPPORTED_VERSIONS, at_least, parse_result, result_to_wire
 from netplug.model.netspec import PodInterface, RouteSpec, VfConfig, VfFacts
 from netplug.model.record import AttachmentRecord, IpamDelegate
-from netplug.ops import link, netns, plugin, sriov, sysctl
+from netplug.ops import files, link, netns, plugin, sriov, sysctl
 from runtime import logs
 from runtime.agent.store import Store
 
@@ -165,7 +165,8 @@ class Handler:
                 ctx = BindingContext(
                     container_id=request.container_id, ifname=request.ifname, netns=request.netns,
                     pod_interface=pod_interface, prev_result=prev, ipam_result=ipam_result,
-                    resolv_conf=_read_resolv_conf(getattr(conf, "resolvConf", None)),
+                    # given `dns` (the controller's, from the pod's DNS policy), the file is not read
+                    resolv_conf=_read_resolv_conf(None if conf.dns else getattr(conf, "resolvConf", None)),
                     args=request.args, sysctls=sysctls, vf=vf,
                 )
                 plan = bindings.plan(conf, ctx)
@@ -357,9 +358,8 @@ def _observe(netns_path: str, pod_ifname: str, logical_network: str | None = Non
 def _read_resolv_conf(path: str | None) -> str:
     if not path:
         return ""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read(64 * 1024)
+    try:  # a path from a NAD, read as root: only a small regular file, never blocking (audit S2-5)
+        return files.read_regular_file(path, 64 * 1024)
     except OSError as exc:
         log.warning("cannot read resolv.conf %s (%s); the guest gets no DNS servers", path, exc.strerror)
         return ""
