@@ -67,6 +67,7 @@ from netplug.render.libvirt_xml import (
     to_string,
 )
 from runtime import logs
+from runtime.seed import write_seed
 
 log = logging.getLogger("netplug.launcher")
 EMULATOR = "/usr/bin/qemu-system-x86_64"
@@ -328,6 +329,9 @@ def _prepare(args: argparse.Namespace, state_dir: str) -> Launcher:
         if path and (not os.path.isabs(path) or not os.path.isfile(path)):
             raise InvalidConfig(f"--{name} {path}: not an absolute path to a file")
     disks = parse_disks(args.disk or [])
+    for volume in vmi.spec.volumes:  # cloudInitNoCloud without an image given: its seed, made here
+        if "cloudInitNoCloud" in volume and volume.get("name") not in disks:
+            disks[volume["name"]] = write_seed(vmi, volume["name"], state_dir)
     if args.netns:  # in a cluster the launcher already runs in its pod's netns
         netns.enter_for_process(args.netns)
         netns.private_run_dir()
@@ -344,10 +348,17 @@ def _prepare(args: argparse.Namespace, state_dir: str) -> Launcher:
 
 def parse_disks(items: list[str]) -> dict[str, str]:
     """`--disk VOLUME=PATH` (of `up` and `launch`): volume -> image, each volume once, each
-    path an absolute path to a file."""
+    path an absolute path to a file, or to a directory holding exactly one (a containerDisk
+    copied into a launcher pod: KubeVirt's rule for an image's /disk)."""
     disks: dict[str, str] = {}
     for item in items:
         volume, sep, path = item.partition("=")
+        if sep and volume and os.path.isabs(path) and os.path.isdir(path):
+            found = sorted(e.path for e in os.scandir(path) if e.is_file())
+            if len(found) != 1:
+                raise InvalidConfig(f'--disk "{item}": the directory must hold one image file, it holds '
+                                    f"{len(found)}{': ' + ', '.join(os.path.basename(f) for f in found) if found else ''}")
+            path = found[0]
         if not sep or not volume or not os.path.isabs(path) or not os.path.isfile(path):
             raise InvalidConfig(f'--disk "{item}": want VOLUME=/absolute/path/to/an/image/file')
         if volume in disks:

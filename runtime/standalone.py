@@ -31,7 +31,7 @@ import yaml
 from netplug import naming
 from netplug.admission import name_problem
 from netplug.errors import InvalidConfig, InvalidField, NetplugError
-from netplug.guest import nocloud_files, pod_interface_of
+from netplug.guest import pod_interface_of
 from netplug.model.multus import NetworkAttachmentDefinition, render_network_status
 from netplug.model.vm import VirtualMachineInstance, vmi_from_document
 from netplug.ops import link, netns, nft
@@ -42,7 +42,7 @@ from runtime.agent.store import Store
 from runtime.cnirt import Attachment, CNIRuntime
 from runtime.install import install_shim
 from runtime.multus import Delegate, Multus, PodSandbox
-from runtime.seed import write_nocloud_iso
+from runtime.seed import write_seed
 
 REFERENCE_PLUGINS = "/usr/lib/cni"
 GUEST_DIR = os.environ.get("NETPLUG_GUEST_DIR", "/var/cache/netplug/guest")
@@ -274,8 +274,7 @@ class Standalone:
         for volume, path in (boot.get("disks") or {}).items():
             argv += ["--disk", f"{volume}={path}"]
         for volume in boot.get("seeds", []):  # cloudInitNoCloud: a NoCloud seed disk
-            seed = write_nocloud_iso(os.path.join(paths.root, f"{volume}.iso"),
-                                     nocloud_files(vmi, next(v for v in vmi.spec.volumes if v.get("name") == volume)))
+            seed = write_seed(vmi, volume, paths.root)
             argv += ["--disk", f"{volume}={seed}"]
             step(f"cloud-init NoCloud seed for volume {volume}: {seed}")
         os.makedirs(paths.launcher, mode=0o700, exist_ok=True)

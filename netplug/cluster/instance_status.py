@@ -53,6 +53,32 @@ def compute_status(pod: dict | None) -> dict:
     return next((c for c in statuses if c.get("name") == COMPUTE), {})
 
 
+def _init_statuses(pod: dict | None) -> list[dict]:
+    """The init containers' statuses: the copiers of containerDisk images (launcher_disks)."""
+    return ((pod or {}).get("status") or {}).get("initContainerStatuses") or []
+
+
+def _failed_init(pod: dict | None) -> str:
+    """Why an init container failed (a containerDisk image without its disk, say), or ""."""
+    for init in _init_statuses(pod):
+        terminated = (init.get("state") or {}).get("terminated") or {}
+        if terminated.get("exitCode"):
+            detail = (terminated.get("message") or terminated.get("reason") or "").strip()
+            return f"init container {init.get('name')} exited with code {terminated['exitCode']}" + (
+                f": {detail}" if detail else "")
+    return ""
+
+
+def _image_pull_problem(pod: dict | None) -> dict:
+    """The waiting state of the compute container or an init container (a containerDisk's
+    image) that cannot pull its image, or {}."""
+    for container in [compute_status(pod), *_init_statuses(pod)]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in IMAGE_PULL_REASONS:
+            return waiting
+    return {}
+
+
 def phase_of(vmi: dict, pod: dict | None) -> tuple[str, str]:
     """(phase, message) of the VMI given its pod (None: there is none)."""
     old = (vmi.get("status") or {}).get("phase") or "Pending"
@@ -73,7 +99,7 @@ def phase_of(vmi: dict, pod: dict | None) -> tuple[str, str]:
     if status.get("phase") == "Failed" or terminated:
         code = (terminated or {}).get("exitCode")
         return "Failed", message or (f"the launcher exited with code {code}" if code is not None else
-                                     status.get("reason", "the launcher pod failed"))
+                                     _failed_init(pod) or status.get("reason", "the launcher pod failed"))
     if status.get("phase") == "Running":
         if compute.get("ready") or old == "Running":
             return "Running", ""
@@ -177,7 +203,7 @@ def vmi_status(vmi: dict, model: VirtualMachineInstance | None, pod: dict | None
     if scheduled:
         conditions = set_condition(conditions, "PodScheduled", scheduled.get("status", "Unknown"), now,
                                    scheduled.get("reason", ""), scheduled.get("message", ""), previous)
-    waiting = (compute.get("state") or {}).get("waiting") or {}
+    waiting = _image_pull_problem(pod)
     if error:
         conditions = set_condition(conditions, "Synchronized", "False", now, error[0], error[1], previous)
     elif waiting.get("reason") in IMAGE_PULL_REASONS:

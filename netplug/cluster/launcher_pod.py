@@ -24,11 +24,14 @@ May import: netplug.model, netplug.pod, netplug.admission, netplug.guest, netplu
 
 from __future__ import annotations
 
+import copy
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netplug.admission import review
+from netplug.cluster.guest_dns import guest_dns
+from netplug.cluster.launcher_disks import pod_disks
 from netplug.cluster.objects import MANAGED_BY, meta, owner_reference, short_hash
 from netplug.errors import InvalidField
 from netplug.model.multus import (
@@ -48,6 +51,15 @@ DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
 COMPUTE = "compute"
 PODINFO_DIR = "/etc/podinfo"
 STATE_DIR = "/var/run/netplug/vm"
+#: libvirt's root and QEMU's home in the pod (the launcher's LIBVIRT_ROOT is under it)
+LIBVIRT_DIR = "/run/netplug-launcher"
+#: KubeVirt's qemu user: the launcher runs as it with no capabilities, and netplug's binding
+#: NADs make the taps for it (tapUid, tapGid), so QEMU opens them as their owner
+QEMU_UID = 107
+#: a container of the launcher pod: no root, no capability, no privilege to gain
+UNPRIVILEGED = {"runAsUser": QEMU_UID, "runAsGroup": QEMU_UID, "runAsNonRoot": True,
+                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]}}
 #: the file the launcher keeps while its domain runs (the readiness probe reads it)
 READY_FILE = "ready"
 TERMINATION_LOG = "/dev/termination-log"
@@ -63,6 +75,13 @@ class LauncherSettings:
     binding_namespace: str = "netplug-system"
     #: what libvirt, QEMU and the launcher need beyond the guest's memory
     memory_overhead_mib: int = 192
+    #: the cluster's DNS servers and domain (kubelet's clusterDNS, clusterDomain): the guest's
+    #: DNS under dnsPolicy ClusterFirst (netplug.cluster.guest_dns)
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    #: a device plugin's resource that gives a container /dev/kvm (KubeVirt's virt-handler
+    #: serves devices.kubevirt.io/kvm); None: no /dev/kvm, the guest runs under TCG emulation
+    kvm_resource: str | None = None
 
 
 def pod_name(vmi: dict) -> str:
@@ -95,7 +114,7 @@ def check(vmi: dict, nads: list[NetworkAttachmentDefinition], base: str = "spec"
 
 
 def _binding_element(attachment: PodAttachment, model: VirtualMachineInstance,
-                     settings: LauncherSettings) -> NetworkSelectionElement:
+                     settings: LauncherSettings, dns: dict | None) -> NetworkSelectionElement:
     entry = dict(attachment.binding or {})
     binding = entry.pop("binding")
     entry.pop("type", None)
@@ -103,6 +122,8 @@ def _binding_element(attachment: PodAttachment, model: VirtualMachineInstance,
     if not eth0:
         entry["logicNetworkName"] = entry["vmInterface"]  # the network's name is the interface's
     entry["hostname"] = (model.spec.model_extra or {}).get("hostname") or model.metadata.name
+    if dns is not None:
+        entry["dns"] = dns
     return NetworkSelectionElement(name=BINDING_NADS[(binding, eth0)], namespace=settings.binding_namespace,
                                    cni_args=entry)
 
@@ -116,13 +137,17 @@ def launcher_pod(vmi: dict, nads: list[NetworkAttachmentDefinition], settings: L
     """The launcher Pod manifest for `vmi` (a document with its uid), or InvalidConfig naming
     the field that keeps it from being made."""
     model = check(vmi, nads, base)
+    spec = vmi.get("spec") or {}
+    vmi_meta = meta(vmi)
+    dns = guest_dns(spec, vmi_meta.get("namespace", "default"), settings.cluster_dns, settings.cluster_domain, base)
+    disks = pod_disks(spec, base, settings.image, lambda: copy.deepcopy(UNPRIVILEGED))
     plan = plan_pod(model, nads, NodeNetwork())
     elements: list[NetworkSelectionElement] = []
     for attachment in plan.attachments:
         if attachment.selection is not None:
             elements.append(attachment.selection)
         if attachment.binding is not None:
-            elements.append(_binding_element(attachment, model, settings))
+            elements.append(_binding_element(attachment, model, settings, dns))
 
     by_key = {nad.key: nad for nad in nads}
     requests: dict[str, str] = {}
@@ -135,11 +160,12 @@ def launcher_pod(vmi: dict, nads: list[NetworkAttachmentDefinition], settings: L
         if nad.resource_name:  # one device of the NAD's resource per network (virt-controller's rule)
             requests[nad.resource_name] = str(int(requests.get(nad.resource_name, "0")) + 1)  # nosec B113  # a dict of resource requests, not the HTTP library
             env.append({"name": _env_name(network.name), "value": nad.resource_name})
+    if settings.kvm_resource:
+        requests[settings.kvm_resource] = "1"
     limits = dict(requests)
     cpu = (model.spec.domain.resources.get("requests") or {}).get("cpu") or f"{100 * model.vcpus}m"
     requests |= {"memory": f"{model.memory_mib + settings.memory_overhead_mib}Mi", "cpu": str(cpu)}
 
-    vmi_meta = meta(vmi)
     annotations = {"kubevirt.io/domain": vmi_meta["name"],
                    VMI_ANNOTATION: json.dumps({"apiVersion": vmi.get("apiVersion"), "kind": "VirtualMachineInstance",
                                                "metadata": {"name": vmi_meta["name"],
@@ -153,42 +179,47 @@ def launcher_pod(vmi: dict, nads: list[NetworkAttachmentDefinition], settings: L
     labels = {**(vmi_meta.get("labels") or {}), "kubevirt.io": "virt-launcher",
               "kubevirt.io/created-by": vmi_meta.get("uid") or "", "vm.kubevirt.io/name": vmi_meta["name"],
               MANAGED_BY[0]: MANAGED_BY[1]}
-    spec = vmi.get("spec") or {}
     container = {
         "name": COMPUTE, "image": settings.image, "imagePullPolicy": "IfNotPresent",
         "command": ["netplug", "launch", f"{PODINFO_DIR}/vmi", "--state-dir", STATE_DIR,
-                    "--network-status", f"{PODINFO_DIR}/network-status", "--termination-log", TERMINATION_LOG],
-        "env": env,
+                    "--network-status", f"{PODINFO_DIR}/network-status", "--termination-log", TERMINATION_LOG,
+                    *disks.launch_args],
+        # libvirt, unprivileged, keeps its caches under $HOME
+        "env": env + [{"name": "HOME", "value": LIBVIRT_DIR}],
         "resources": {"requests": requests, **({"limits": limits} if limits else {})},
         # exec, not HTTP: a masquerade binding forwards the pod IP's ports to the guest
         "readinessProbe": {"exec": {"command": ["cat", f"{STATE_DIR}/{READY_FILE}"]},
                            "periodSeconds": 2, "failureThreshold": 3},
         "terminationMessagePath": TERMINATION_LOG, "terminationMessagePolicy": "FallbackToLogsOnError",
-        # QEMU opens the taps the CNI made; everything else happens inside the pod
-        "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}},
+        # QEMU opens the taps the CNI made for it; libvirt runs unprivileged (its embedded
+        # driver, no daemon): nothing in the pod needs root or a capability
+        "securityContext": copy.deepcopy(UNPRIVILEGED),
         "volumeMounts": [{"name": "podinfo", "mountPath": PODINFO_DIR, "readOnly": True},
                          {"name": "state", "mountPath": STATE_DIR},
-                         {"name": "tun", "mountPath": "/dev/net/tun"}],
+                         {"name": "libvirt", "mountPath": LIBVIRT_DIR},
+                         {"name": "tun", "mountPath": "/dev/net/tun"}, *disks.mounts],
     }
-    if not env:
-        del container["env"]
     pod_spec = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": int(spec.get("terminationGracePeriodSeconds", 30)),
         "hostname": str(spec.get("hostname") or vmi_meta["name"])[:63],
+        **({"initContainers": disks.init_containers} if disks.init_containers else {}),
         "containers": [container],
+        **({"imagePullSecrets": disks.pull_secrets} if disks.pull_secrets else {}),
         "volumes": [
             {"name": "podinfo", "downwardAPI": {"items": [
                 {"path": "vmi", "fieldRef": {"fieldPath": f"metadata.annotations['{VMI_ANNOTATION}']"}},
                 {"path": "network-status", "fieldRef": {"fieldPath": f"metadata.annotations['{STATUS_ANNOTATION}']"}},
             ]}},
             {"name": "state", "emptyDir": {}},
+            {"name": "libvirt", "emptyDir": {}},
             {"name": "tun", "hostPath": {"path": "/dev/net/tun", "type": "CharDevice"}},
+            *disks.volumes,
         ],
     }
-    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "schedulerName", "subdomain"):
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "schedulerName", "subdomain",
+                "dnsPolicy", "dnsConfig"):
         if spec.get(key):
             pod_spec[key] = spec[key]
     return {"apiVersion": "v1", "kind": "Pod",

@@ -52,8 +52,13 @@ def local_path(path: str, mounts: dict[str, Path]) -> str:
 
 
 def container_argv(container: dict, volumes: dict[str, Path], directories: dict[str, Path] | None = None) -> list[str]:
-    """The container's command + args, each argument that is a path under one of its mounts
+    """The container's command + args, each argument (or the PATH of NAME=PATH) that is a path under one of its mounts
     (or under one of `directories`: paths in the container's own file system, such as the
     directory the runtime makes to hold several mounts) replaced by the local path."""
     mounts = mount_paths(container, volumes) | (directories or {})
-    return [local_path(arg, mounts) for arg in container.get("command", []) + container.get("args", [])]
+    argv = []
+    for arg in container.get("command", []) + container.get("args", []):
+        key, sep, value = arg.partition("=")  # VOLUME=PATH (netplug launch --disk)
+        argv.append(f"{key}={local_path(value, mounts)}" if sep and value.startswith("/") and not key.startswith("/")
+                    else local_path(arg, mounts))
+    return argv

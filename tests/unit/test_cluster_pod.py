@@ -12,8 +12,15 @@ import pytest
 from netplug import naming
 from netplug.bindings.base import stable_mac
 from netplug.cluster.instance_status import phase_of, vmi_status
-from netplug.cluster.launcher_pod import LauncherSettings, launcher_pod, pod_name, vmi_model
-from netplug.errors import InvalidConfig
+from netplug.cluster.launcher_pod import (
+    QEMU_UID,
+    STATE_DIR,
+    LauncherSettings,
+    launcher_pod,
+    pod_name,
+    vmi_model,
+)
+from netplug.errors import InvalidConfig, InvalidField
 from netplug.model.multus import NetworkAttachmentDefinition, parse_networks
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -95,8 +102,8 @@ def test_secondary_networks_in_interface_order_with_sriov_resources() -> None:
     compute = pod["spec"]["containers"][0]
     assert compute["resources"]["requests"]["intel.com/sriov"] == "2"  # one VF per network
     assert compute["resources"]["limits"] == {"intel.com/sriov": "2"}
-    assert compute["env"] == [{"name": "KUBEVIRT_RESOURCE_NAME_red", "value": "intel.com/sriov"},
-                              {"name": "KUBEVIRT_RESOURCE_NAME_green", "value": "intel.com/sriov"}]
+    assert compute["env"][:2] == [{"name": "KUBEVIRT_RESOURCE_NAME_red", "value": "intel.com/sriov"},
+                                  {"name": "KUBEVIRT_RESOURCE_NAME_green", "value": "intel.com/sriov"}]
     parse_networks(pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"])  # Multus reads it
 
 
@@ -216,3 +223,156 @@ def test_netplug_render_pod_shows_the_controllers_launcher_pod(capsys) -> None:
     shown = yaml.safe_load(capsys.readouterr().out)
     assert [e["name"] for e in annotation(shown)] == ["netplug-masquerade", "blue", "netplug-bridge"]
     assert shown["spec"]["containers"][0]["command"][:2] == ["netplug", "launch"]
+
+
+# --- what the launcher may do, and where it writes ------------------------------------------------
+
+
+def test_nothing_in_the_launcher_pod_runs_as_root_or_with_a_capability() -> None:
+    doc = vmi([{"name": "default", "masquerade": {}}], POD_NET,
+              volumes=[{"name": "root", "containerDisk": {"image": "registry.example/disk:1"}}])
+    pod = launcher_pod(doc, [], SETTINGS)
+    containers = pod["spec"]["initContainers"] + pod["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["netplug-bin", "disk-0", "compute"]
+    for container in containers:
+        assert container["securityContext"] == {
+            "runAsUser": QEMU_UID, "runAsGroup": QEMU_UID, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}, container["name"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+def test_the_launcher_writes_only_into_its_volumes() -> None:
+    """A read-only root file system: the state dir, libvirt's root and QEMU's HOME are volumes."""
+    from runtime import launcher
+
+    pod = launcher_pod(vmi([{"name": "default", "masquerade": {}}], POD_NET), [], SETTINGS)
+    compute = pod["spec"]["containers"][0]
+    mounts = {m["mountPath"]: m["name"] for m in compute["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    home = next(e["value"] for e in compute["env"] if e["name"] == "HOME")
+    for path in (STATE_DIR, launcher.LIBVIRT_ROOT, home):
+        mount = next(m for m in mounts if path == m or path.startswith(m + "/"))
+        assert "emptyDir" in volumes[mounts[mount]], path
+    assert volumes[mounts["/dev/net/tun"]]["hostPath"] == {"path": "/dev/net/tun", "type": "CharDevice"}
+    assert compute["command"][compute["command"].index("--state-dir") + 1] == STATE_DIR
+
+
+def test_kvm_comes_from_a_device_plugin_when_one_is_named() -> None:
+    doc = vmi([{"name": "default", "masquerade": {}}], POD_NET)
+    assert "devices.kubevirt.io/kvm" not in launcher_pod(doc, [], SETTINGS)["spec"]["containers"][0]["resources"][
+        "requests"]  # no /dev/kvm: TCG
+    kvm = LauncherSettings(kvm_resource="devices.kubevirt.io/kvm")
+    resources = launcher_pod(doc, [], kvm)["spec"]["containers"][0]["resources"]
+    assert resources["requests"]["devices.kubevirt.io/kvm"] == resources["limits"]["devices.kubevirt.io/kvm"] == "1"
+
+
+# --- disks -----------------------------------------------------------------------------------
+
+
+def test_container_disks_are_copied_in_by_init_containers_cloud_init_made_by_the_launcher() -> None:
+    doc = vmi([{"name": "default", "masquerade": {}}], POD_NET, volumes=[
+        {"name": "root", "containerDisk": {"image": "registry.example/fedora:40", "imagePullPolicy": "Always",
+                                           "imagePullSecret": "regcred"}},
+        {"name": "data", "containerDisk": {"image": "registry.example/data:1", "path": "/custom/data.raw",
+                                           "imagePullSecret": "regcred"}},
+        {"name": "cloudinitdisk", "cloudInitNoCloud": {"userData": "#cloud-config\n"}}])
+    pod = launcher_pod(doc, [], SETTINGS)
+    netplug_bin, root, data = pod["spec"]["initContainers"]
+    assert (netplug_bin["image"], netplug_bin["command"]) == (
+        SETTINGS.image, ["/bin/busybox", "cp", "/bin/busybox", "/var/run/netplug/bin/busybox"])
+    assert (root["image"], root["imagePullPolicy"], root["command"]) == (
+        "registry.example/fedora:40", "Always",
+        ["/var/run/netplug/bin/busybox", "cp", "-rL", "/disk/.", "/var/run/netplug/disks/root"])
+    assert (data["image"], "imagePullPolicy" in data, data["command"]) == (
+        "registry.example/data:1", False,  # the kubelet's default for the tag
+        ["/var/run/netplug/bin/busybox", "cp", "/custom/data.raw", "/var/run/netplug/disks/data"])
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    command = pod["spec"]["containers"][0]["command"]
+    assert [command[i + 1] for i, a in enumerate(command) if a == "--disk"] == [
+        "root=/var/run/netplug/disks/root", "data=/var/run/netplug/disks/data"]  # the seed is the launcher's
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["disks"] == {"name": "disks", "emptyDir": {}} and volumes["netplug-bin"]["emptyDir"] == {}
+    # without containerDisks, no init container at all
+    plain = launcher_pod(vmi([{"name": "default", "masquerade": {}}], POD_NET, volumes=[
+        {"name": "cloudinitdisk", "cloudInitNoCloud": {"userData": "x"}}]), [], SETTINGS)
+    assert "initContainers" not in plain["spec"] and "--disk" not in plain["spec"]["containers"][0]["command"]
+
+
+@pytest.mark.parametrize("volume, field, message", [
+    ({"name": "pvc", "persistentVolumeClaim": {"claimName": "c"}}, "spec.template.spec.volumes[0]",
+     "netplug's launcher pods take containerDisk and cloudInitNoCloud volumes only"),
+    ({"name": "Root_Disk", "containerDisk": {"image": "i"}}, "spec.template.spec.volumes[0].name",
+     "must be a DNS-1123 label"),
+    ({"name": "root", "containerDisk": {}}, "spec.template.spec.volumes[0].containerDisk.image", "is required"),
+    ({"name": "root", "containerDisk": {"image": "i", "path": "/disk/../../etc/shadow"}},
+     "spec.template.spec.volumes[0].containerDisk.path", 'without ".."'),
+    ({"name": "root", "containerDisk": {"image": "i", "imagePullPolicy": "Sometimes"}},
+     "spec.template.spec.volumes[0].containerDisk.imagePullPolicy", "must be one of Always"),
+    ({"name": "ci", "cloudInitNoCloud": {"secretRef": {"name": "s"}}},
+     "spec.template.spec.volumes[0].cloudInitNoCloud.secretRef", "from userData/networkData"),
+])
+def test_a_volume_the_pod_cannot_give_is_refused_naming_the_field(volume, field, message) -> None:
+    doc = vmi([{"name": "default", "masquerade": {}}], POD_NET, volumes=[volume])
+    with pytest.raises(InvalidField) as error:
+        launcher_pod(doc, [], SETTINGS, base="spec.template.spec")
+    assert error.value.field == field and message in error.value.message
+
+
+def test_an_init_container_that_cannot_pull_or_copy_shows_in_the_vmi() -> None:
+    waiting = pod("Pending", ready=False, state={"waiting": {"reason": "PodInitializing"}})
+    waiting["status"]["initContainerStatuses"] = [
+        {"name": "netplug-bin", "state": {"terminated": {"exitCode": 0}}},
+        {"name": "disk-0", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}}}]
+    synchronized = next(c for c in vmi_status(with_phase("Pending"), None, waiting, NOW)["conditions"]
+                        if c["type"] == "Synchronized")
+    assert (synchronized["reason"], synchronized["message"]) == ("ImagePullBackOff", "no such image")
+    failed = pod("Failed", ready=False, state={"waiting": {"reason": "PodInitializing"}})
+    failed["status"]["initContainerStatuses"] = [
+        {"name": "disk-0", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]
+    assert phase_of(with_phase("Scheduling"), failed) == ("Failed", "init container disk-0 exited with code 1: Error")
+
+
+# --- the guest's DNS -------------------------------------------------------------------------------
+
+CLUSTER = LauncherSettings(cluster_dns=["10.96.0.10"], cluster_domain="cluster.local")
+
+
+def dns_args(pod: dict) -> list:
+    return [(e.get("cni-args") or {}).get("dns") for e in annotation(pod) if e.get("cni-args")]
+
+
+@pytest.mark.parametrize("spec, settings, dns", [
+    ({}, CLUSTER, {"nameservers": ["10.96.0.10"], "search": ["ns1.svc.cluster.local", "svc.cluster.local",
+                                                             "cluster.local"]}),
+    ({"subdomain": "web", "dnsConfig": {"nameservers": ["10.0.0.53", "10.96.0.10"], "searches": ["corp.example"],
+                                        "options": [{"name": "ndots", "value": "2"}]}}, CLUSTER,
+     {"nameservers": ["10.96.0.10", "10.0.0.53"], "options": ["ndots:2"],
+      "search": ["web.ns1.svc.cluster.local", "ns1.svc.cluster.local", "svc.cluster.local", "cluster.local",
+                 "corp.example"]}),
+    ({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.1.1.1", "8.8.8.8", "9.9.9.9", "8.8.4.4"],
+                                         "searches": ["a.example"]}}, CLUSTER,
+     {"nameservers": ["1.1.1.1", "8.8.8.8", "9.9.9.9"], "search": ["a.example"]}),  # kubelet keeps 3
+    ({"dnsPolicy": "Default", "dnsConfig": {"nameservers": ["1.1.1.1"]}}, CLUSTER, None),  # the node's
+    ({}, LauncherSettings(), None),  # no cluster DNS known: kubelet falls back to Default too
+], ids=["cluster-first", "subdomain-and-dns-config", "none", "default", "no-cluster-dns"])
+def test_the_guest_gets_the_dns_kubelet_gives_the_pod(spec, settings, dns) -> None:
+    doc = vmi([{"name": "default", "masquerade": {}}, {"name": "blue", "bridge": {}}],
+              POD_NET + [{"name": "blue", "multus": {"networkName": "br-blue"}}], **spec)
+    pod = launcher_pod(doc, [nad("br-blue", "ns1")], settings)
+    assert dns_args(pod) == [dns, dns]  # every netplug binding entry: masquerade and blue's bridge
+    for key in ("dnsPolicy", "dnsConfig", "subdomain"):  # the pod's own resolv.conf says the same
+        assert pod["spec"].get(key) == spec.get(key)
+
+
+@pytest.mark.parametrize("spec, field, message", [
+    ({"dnsPolicy": "Cluster"}, "spec.dnsPolicy", "must be one of ClusterFirst"),
+    ({"dnsConfig": {"nameservers": ["10.0.0.300"]}}, "spec.dnsConfig.nameservers",
+     'nameserver "10.0.0.300" is not an IP address'),
+    ({"dnsConfig": {"searches": ["bad domain"]}}, "spec.dnsConfig.searches", '"bad domain" is not a DNS domain name'),
+    ({"dnsConfig": {"nameservers": "10.0.0.1"}}, "spec.dnsConfig.nameservers", "must be a list of strings"),
+])
+def test_a_dns_config_the_guest_cannot_take_is_refused_naming_the_field(spec, field, message) -> None:
+    doc = vmi([{"name": "default", "masquerade": {}}], POD_NET, **spec)
+    with pytest.raises(InvalidField) as error:
+        launcher_pod(doc, [], CLUSTER)
+    assert error.value.field == field and message in error.value.message

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from netplug.cluster import launcher_disks
 from netplug.cluster.launcher_pod import IMAGE, LauncherSettings, launcher_pod
 from netplug.cluster.lifecycle import desired_vmi
 from netplug.model.multus import NetworkAttachmentDefinition
@@ -122,17 +123,11 @@ def test_every_program_netplug_runs_comes_with_the_image() -> None:
         "the DHCP service": shutil.which(dhcp.DNSMASQ),
         "nft (the agent's STATUS)": shutil.which("nft"),
         "libnftables": next(p for p in ("/usr/lib/x86_64-linux-gnu/" + libnftables,) if os.path.exists(p)),
-        "the containerDisk copier": launcher_pod_copier(),
+        "the containerDisk copier": launcher_disks.BUSYBOX,
         "python3 (the venv's)": "/usr/bin/python3",
     }
     owners = {what: _owner(path) for what, path in programs.items()}
     assert {what: owner for what, owner in owners.items() if owner not in closure} == {}
-
-
-def launcher_pod_copier() -> str:
-    """The static busybox the launcher pod's containerDisk copier runs (from netplug's image)."""
-    from netplug.cluster.launcher_pod import BUSYBOX
-    return BUSYBOX
 
 
 def test_netplug_is_the_images_console_script_on_its_path() -> None:

@@ -163,3 +163,15 @@ def test_validation_can_fail() -> None:
     bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "two"}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_the_binding_nads_make_the_taps_for_the_launchers_user(rendered: list[dict]) -> None:
+    """The launcher pod runs QEMU as an unprivileged user with no capability: it can open only
+    taps that user owns, so every binding NAD makes them for it."""
+    from netplug.cluster.launcher_pod import QEMU_UID, UNPRIVILEGED
+
+    assert UNPRIVILEGED["runAsUser"] == UNPRIVILEGED["runAsGroup"] == QEMU_UID
+    for document in rendered:
+        if document["kind"] == "NetworkAttachmentDefinition":
+            plugin = NetworkAttachmentDefinition.from_document(document).conflist()["plugins"][0]
+            assert (plugin["tapUid"], plugin["tapGid"]) == (QEMU_UID, QEMU_UID), document["metadata"]["name"]

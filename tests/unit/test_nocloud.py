@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
-import pycdlib
 import pytest
 
 from netplug.errors import InvalidConfig
 from netplug.guest import nocloud_files
 from netplug.model.vm import vmi_from_document
 from runtime.seed import write_nocloud_iso
+from tests.support.iso import iso_files
 
 VMI = vmi_from_document({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
                          "metadata": {"name": "testvm", "namespace": "ns1"}})
@@ -29,14 +27,6 @@ def test_bad_base64_names_the_field() -> None:
 
 
 def test_iso_is_labelled_cidata_and_holds_the_files(tmp_path) -> None:
-    path = write_nocloud_iso(str(tmp_path / "seed.iso"), {"user-data": b"#cloud-config\n", "meta-data": b"x: 1\n"})
-    iso = pycdlib.PyCdlib()
-    iso.open(path)
-    try:
-        assert iso.pvd.volume_identifier.decode().strip() == "cidata"
-        for name, data in (("user-data", b"#cloud-config\n"), ("meta-data", b"x: 1\n")):
-            out = io.BytesIO()
-            iso.get_file_from_iso_fp(out, rr_path=f"/{name}")
-            assert out.getvalue() == data
-    finally:
-        iso.close()
+    files = {"user-data": b"#cloud-config\n", "meta-data": b"x: 1\n"}
+    path = write_nocloud_iso(str(tmp_path / "seed.iso"), files)
+    assert iso_files(path, list(files)) == ("cidata", files)
