@@ -278,6 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
                             help="this candidate's name in the Lease")
     controller.add_argument("--launcher-image", default=os.environ.get("NETPLUG_LAUNCHER_IMAGE"),
                             help="the launcher pods' image (default: netplug:latest, scripts/build-image's)")
+    controller.add_argument("--cluster-dns", metavar="IP[,IP...]", default=os.environ.get("NETPLUG_CLUSTER_DNS"),
+                            help="the cluster's DNS servers (kubelet's clusterDNS), the guests' under dnsPolicy "
+                                 "ClusterFirst (default: the cluster IPs of --cluster-dns-service)")
+    controller.add_argument("--cluster-dns-service", metavar="NAMESPACE/NAME", default="kube-system/kube-dns",
+                            help="the Service the cluster's DNS answers on; 'none': do not look")
+    controller.add_argument("--cluster-domain", default=os.environ.get("NETPLUG_CLUSTER_DOMAIN", "cluster.local"),
+                            help="the cluster's DNS domain (kubelet's clusterDomain)")
+    controller.add_argument("--kvm-resource", metavar="RESOURCE", default=os.environ.get("NETPLUG_KVM_RESOURCE"),
+                            help="a device plugin's resource giving /dev/kvm (e.g. devices.kubevirt.io/kvm); "
+                                 "default: none, guests run under TCG emulation")
     controller.add_argument("--default-binding", choices=["bridge", "masquerade"], default="bridge",
                             help="binding of the interface a VM without networks gets (KubeVirt's default: bridge)")
     controller.add_argument("--workers", type=int, default=2)

@@ -180,6 +180,33 @@ class Controller:
 
 
 
+def _addresses(text: str | None) -> list[str]:
+    """--cluster-dns: IP addresses, comma-separated."""
+    import ipaddress
+
+    from netplug.errors import InvalidConfig
+
+    found = []
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+        try:
+            found.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise InvalidConfig(f'--cluster-dns: "{item}" is not an IP address') from None
+    return found
+
+
+def _service(text: str) -> tuple[str, str] | None:
+    """--cluster-dns-service: NAMESPACE/NAME, or none."""
+    from netplug.errors import InvalidConfig
+
+    if text == "none":
+        return None
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise InvalidConfig(f'--cluster-dns-service: "{text}" is not NAMESPACE/NAME or none')
+    return namespace, name
+
+
 def serve(args) -> int:
     """`netplug controller`: the metrics endpoint, then candidate and leader until a signal."""
     import signal
@@ -190,13 +217,15 @@ def serve(args) -> int:
     from runtime.controller.metrics import MetricsServer
 
     logs.setup(args.log_level)
-    kube = Kube(load_api_client(args.kubeconfig, args.server))
     settings = ControllerSettings(
         namespace=args.namespace, identity=args.identity, workers=args.workers,
         lease_duration=args.lease_duration, renew_deadline=args.renew_deadline, retry_period=args.retry_period,
-        reconcile=ReconcileSettings(launcher=LauncherSettings(image=args.launcher_image or LauncherSettings.image,
-                                                              binding_namespace=args.namespace),
-                                    default_binding=args.default_binding))
+        reconcile=ReconcileSettings(
+            launcher=LauncherSettings(image=args.launcher_image or LauncherSettings.image, binding_namespace=args.namespace,
+                                      cluster_dns=_addresses(args.cluster_dns), cluster_domain=args.cluster_domain,
+                                      kvm_resource=args.kvm_resource or None),
+            default_binding=args.default_binding, cluster_dns_service=_service(args.cluster_dns_service)))
+    kube = Kube(load_api_client(args.kubeconfig, args.server))
     controller = Controller(kube, settings)
     server = MetricsServer((args.metrics_address, args.metrics_port), controller.metrics)
     server.start()

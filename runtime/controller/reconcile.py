@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netplug.cluster import lifecycle
 from netplug.cluster.instance_status import vmi_status
@@ -40,7 +40,7 @@ from netplug.errors import InvalidConfig
 from netplug.model.multus import NetworkAttachmentDefinition
 from netplug.model.vm import MultusNetwork
 from runtime.controller.events import Recorder
-from runtime.controller.kube import NADS, PODS, VMIS, VMS, ApiError, Kube
+from runtime.controller.kube import NADS, PODS, SERVICES, VMIS, VMS, ApiError, Kube
 
 log = logging.getLogger("netplug.controller")
 
@@ -53,6 +53,9 @@ class ReconcileSettings:
     retry_invalid_after: float = 30.0
     #: the delay before restarting a VMI that failed before it ran (doubles each time)
     start_backoff: float = lifecycle.START_BACKOFF_BASE
+    #: where the cluster's DNS answers, when launcher.cluster_dns is not given: the Service every
+    #: kubeadm, kind, k3s, GKE and EKS cluster has (CoreDNS keeps kube-dns's name); None: none
+    cluster_dns_service: tuple[str, str] | None = ("kube-system", "kube-dns")
 
 
 def status_patch(old: dict, new: dict) -> dict | None:
@@ -67,6 +70,31 @@ class Reconciler:
     def __init__(self, kube: Kube, recorder: Recorder, settings: ReconcileSettings,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.kube, self.recorder, self.settings, self.clock = kube, recorder, settings, clock
+        self._cluster_dns_missing_said = False
+
+    def launcher_settings(self) -> LauncherSettings:
+        """The launcher settings, with the cluster's DNS (the guests' under dnsPolicy
+        ClusterFirst) found in the cluster DNS Service's cluster IPs when none was given; kept
+        once found, looked for again at the next pod while not."""
+        launcher, service = self.settings.launcher, self.settings.cluster_dns_service
+        if launcher.cluster_dns or service is None:
+            return launcher
+        try:
+            found = self.kube.get(SERVICES, *service)
+        except ApiError as exc:
+            if exc.transient:
+                raise
+            found = None  # forbidden: as if there were none
+        spec = (found or {}).get("spec") or {}
+        ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip and ip != "None"]
+        if ips:
+            self.settings.launcher = launcher = replace(launcher, cluster_dns=ips)
+            log.info("cluster DNS: %s (Service %s/%s)", ", ".join(ips), *service)
+        elif not self._cluster_dns_missing_said:
+            self._cluster_dns_missing_said = True
+            log.warning("no cluster DNS Service %s/%s and no --cluster-dns: guests get their node's resolvers, "
+                        "as kubelet's pods do without a clusterDNS", *service)
+        return launcher
 
     # --- shared ------------------------------------------------------------------------------
 
@@ -150,7 +178,7 @@ class Reconciler:
         desired = lifecycle.desired_vmi(vm, self.settings.default_binding)
         try:
             # everything the VMI's pod will need, checked now: an invalid VM makes nothing
-            launcher_pod(desired, self.nads_for(desired), self.settings.launcher, base="spec.template.spec")
+            launcher_pod(desired, self.nads_for(desired), self.launcher_settings(), base="spec.template.spec")
         except InvalidConfig as exc:
             self.recorder.warning(vm, "FailedCreate", exc.msg)
             return None, ("FailedCreate", exc.msg)
@@ -223,7 +251,7 @@ class Reconciler:
     def _create_pod(self, vmi: dict) -> tuple[dict | None, tuple[str, str] | None]:
         namespace = meta(vmi)["namespace"]
         try:
-            manifest = launcher_pod(vmi, self.nads_for(vmi), self.settings.launcher)
+            manifest = launcher_pod(vmi, self.nads_for(vmi), self.launcher_settings())
         except InvalidConfig as exc:
             self.recorder.warning(vmi, "FailedCreate", exc.msg)
             return None, ("FailedCreate", exc.msg)

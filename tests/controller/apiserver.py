@@ -46,7 +46,8 @@ from kmock._internal import enums
 
 WITH_STATUS_SUBRESOURCE = {"virtualmachines", "virtualmachineinstances", "pods"}
 RESOURCES = ["kubevirt.io/v1/virtualmachines", "kubevirt.io/v1/virtualmachineinstances", "v1/pods",
-             "v1/events", "coordination.k8s.io/v1/leases", "k8s.cni.cncf.io/v1/network-attachment-definitions"]
+             "v1/events", "coordination.k8s.io/v1/leases", "k8s.cni.cncf.io/v1/network-attachment-definitions",
+             "v1/services"]
 
 
 def _labels_match(obj: dict, selector: str) -> bool:

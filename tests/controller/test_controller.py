@@ -273,13 +273,19 @@ def test_netplug_controller_the_command(cluster, tmp_path) -> None:
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "runtime.cli", "controller", "--server", cluster.url, "--identity", "cli-1",
                "--metrics-address", "127.0.0.1", "--metrics-port", str(port), "--retry-period", "0.2",
-               "--renew-deadline", "1", "--lease-duration", "2"]
+               "--renew-deadline", "1", "--lease-duration", "2", "--cluster-dns", "10.96.0.10,fd00:10:96::a",
+               "--cluster-domain", "k8s.example", "--kvm-resource", "devices.kubevirt.io/kvm"]
     log = (tmp_path / "controller.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         eventually(lambda: cluster.lease_holder() == "cli-1", "the command leading")
         cluster.apply_file(EXAMPLES / "testvm.yaml")
-        eventually(lambda: cluster.launcher_pod("testvm"), "a launcher pod made by the command")
+        pod = eventually(lambda: cluster.launcher_pod("testvm"), "a launcher pod made by the command")
+        # the flags reach the pod: the guest's DNS, /dev/kvm from the device plugin
+        assert networks_of(pod)[0]["cni-args"]["dns"] == {
+            "nameservers": ["10.96.0.10", "fd00:10:96::a"],
+            "search": ["default.svc.k8s.example", "svc.k8s.example", "k8s.example"]}
+        assert pod["spec"]["containers"][0]["resources"]["limits"] == {"devices.kubevirt.io/kvm": "1"}
         health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read()
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         assert health == b"ok\n" and "netplug_controller_leader 1" in metrics
@@ -289,6 +295,22 @@ def test_netplug_controller_the_command(cluster, tmp_path) -> None:
         if process.poll() is None:
             process.kill()
     assert cluster.lease_holder() is None  # released for the next leader
+
+
+def test_the_guests_dns_is_the_cluster_dns_services(cluster, controller) -> None:
+    """No --cluster-dns: the cluster DNS is the kube-dns Service's cluster IPs, as kubelet's
+    clusterDNS is on kubeadm, kind, k3s, GKE and EKS clusters; a VM made before the Service
+    existed got its node's resolvers (no dns), as kubelet's pods do without a clusterDNS."""
+    cluster.apply_file(EXAMPLES / "testvm.yaml", name="early")
+    early = eventually(lambda: cluster.launcher_pod("early"), "a launcher pod before the Service")
+    assert "dns" not in networks_of(early)[0]["cni-args"]
+    cluster.core.create_namespaced_service("kube-system", {
+        "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+        "spec": {"clusterIP": "10.43.0.10", "clusterIPs": ["10.43.0.10"]}})
+    cluster.apply_file(EXAMPLES / "testvm.yaml")
+    pod = eventually(lambda: cluster.launcher_pod("testvm"), "a launcher pod")
+    assert networks_of(pod)[0]["cni-args"]["dns"] == {
+        "nameservers": ["10.43.0.10"], "search": ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
 
 
 def test_stopping_a_watch_that_already_ended(cluster) -> None:

@@ -86,7 +86,9 @@ def test_kustomize_renders_everything(rendered: list[dict]) -> None:
     kinds = sorted(d["kind"] for d in rendered)
     assert kinds == sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
                             "DaemonSet", "ServiceAccount", "Deployment", "Service", "ValidatingWebhookConfiguration",
+                            "ClusterRole", "ClusterRoleBinding",  # the webhook's
                             "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment",
+                            "Role", "RoleBinding",  # the controller's, for the cluster DNS Service
                             "NetworkAttachmentDefinition", "NetworkAttachmentDefinition",
                             "NetworkAttachmentDefinition"])
 
