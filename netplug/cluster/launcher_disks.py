@@ -8,7 +8,8 @@
   copier is the static busybox of netplug's image, put into a shared emptyDir by an init
   container of netplug's image that runs first (KubeVirt shares its container-disk binary the
   same way). The copy runs as KubeVirt's qemu user (107), the owner KubeVirt asks containerDisk
-  images to give their disks, with no capabilities.
+  images to give their disks, with no capabilities; a last init container makes the copies
+  writable for it (they keep the image's 0440).
   KubeVirt itself never copies: virt-handler, privileged on the node, bind-mounts the image's
   disk into the launcher. netplug has no node component that does, so the disk costs its size
   in the node's ephemeral storage and its copy time at each start (an image volume, Kubernetes
@@ -72,6 +73,7 @@ def pod_disks(spec: dict, base: str, image: str, security: Callable[[], dict]) -
     VMI spec's volumes (`base`: the spec's path for errors; `image`: netplug's; `security()`:
     a copier's securityContext)."""
     disks = PodDisks()
+    targets: list[str] = []
     for n, volume in enumerate(spec.get("volumes") or []):
         where = f"{base}.volumes[{n}]"
         if not isinstance(volume, dict):
@@ -106,6 +108,7 @@ def pod_disks(spec: dict, base: str, image: str, security: Callable[[], dict]) -
             copier["imagePullPolicy"] = policy
         disks.init_containers.append(copier)
         disks.launch_args += ["--disk", f"{name}={target}"]
+        targets.append(target)
         secret = source.get("imagePullSecret")
         if secret and {"name": secret} not in disks.pull_secrets:
             disks.pull_secrets.append({"name": secret})
@@ -115,6 +118,13 @@ def pod_disks(spec: dict, base: str, image: str, security: Callable[[], dict]) -
             "command": [BUSYBOX, "cp", BUSYBOX, f"{BIN_DIR}/busybox"],
             "securityContext": security(),
             "volumeMounts": [{"name": "netplug-bin", "mountPath": BIN_DIR}]})
+        # the copies keep their image's mode (KubeVirt asks for 0440): QEMU writes to its disks
+        # (ephemeral, as KubeVirt's containerDisk overlay is), so they are made writable for their
+        # owner, the launcher's user that made them
+        disks.init_containers.append({
+            "name": "disks-writable", "image": image, "imagePullPolicy": "IfNotPresent",
+            "command": [BUSYBOX, "chmod", "-R", "u+w", *targets], "securityContext": security(),
+            "volumeMounts": [{"name": "disks", "mountPath": DISKS_DIR}]})
         disks.volumes += [{"name": "netplug-bin", "emptyDir": {}}, {"name": "disks", "emptyDir": {}}]
         disks.mounts.append({"name": "disks", "mountPath": DISKS_DIR})
     return disks

@@ -11,6 +11,7 @@ the seed is the VMI's user-data, and the domain attaches them in the VMI's disk 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class Pod:
             for name, data in files.items():
                 (root / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
                 (root / name.lstrip("/")).write_bytes(data)
+                (root / name.lstrip("/")).chmod(0o440)  # as KubeVirt asks containerDisk images
             self.images[image] = root
 
     def run_init_containers(self) -> None:
@@ -87,6 +89,7 @@ def test_the_launchers_argv_resolves_every_disk_to_what_the_pod_put_there(tmp_pa
     assert prepared.boot.disks == {"root": str(disks / "root" / "fedora.qcow2"), "data": str(disks / "data"),
                                    "cloudinitdisk": str(state / "cloudinitdisk.iso")}
     assert (disks / "root" / "fedora.qcow2").read_bytes() == QCOW2
+    assert all(os.stat(p).st_mode & 0o200 for p in (disks / "root" / "fedora.qcow2", disks / "data"))  # QEMU writes
     assert (disks / "data").read_bytes() == b"raw data"
     assert prepared.boot.formats == {"root": "qcow2", "data": "raw", "cloudinitdisk": "raw"}
 

@@ -233,7 +233,7 @@ def test_nothing_in_the_launcher_pod_runs_as_root_or_with_a_capability() -> None
               volumes=[{"name": "root", "containerDisk": {"image": "registry.example/disk:1"}}])
     pod = launcher_pod(doc, [], SETTINGS)
     containers = pod["spec"]["initContainers"] + pod["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["netplug-bin", "disk-0", "compute"]
+    assert [c["name"] for c in containers] == ["netplug-bin", "disk-0", "disks-writable", "compute"]
     for container in containers:
         assert container["securityContext"] == {
             "runAsUser": QEMU_UID, "runAsGroup": QEMU_UID, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
@@ -277,7 +277,10 @@ def test_container_disks_are_copied_in_by_init_containers_cloud_init_made_by_the
                                            "imagePullSecret": "regcred"}},
         {"name": "cloudinitdisk", "cloudInitNoCloud": {"userData": "#cloud-config\n"}}])
     pod = launcher_pod(doc, [], SETTINGS)
-    netplug_bin, root, data = pod["spec"]["initContainers"]
+    netplug_bin, root, data, writable = pod["spec"]["initContainers"]
+    assert (writable["image"], writable["command"]) == (
+        SETTINGS.image, ["/bin/busybox", "chmod", "-R", "u+w", "/var/run/netplug/disks/root",
+                         "/var/run/netplug/disks/data"])
     assert (netplug_bin["image"], netplug_bin["command"]) == (
         SETTINGS.image, ["/bin/busybox", "cp", "/bin/busybox", "/var/run/netplug/bin/busybox"])
     assert (root["image"], root["imagePullPolicy"], root["command"]) == (
