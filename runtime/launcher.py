@@ -7,8 +7,11 @@
 (--network-status: the pod's k8s.v1.cni.cncf.io/network-status, as the downward API mounts
 it; SR-IOV interfaces take their VF's PCI address from its device-info. Without --netns the
 launcher is already in its pod, as the compute container of a launcher pod: its netns and
-mount namespace are the pod's own. --termination-log: where the final reason goes, the
-container's terminationMessagePath, which the controller reads.)
+mount namespace are the pod's own, and it may run as an unprivileged user with no capability
+(netplug.cluster.launcher_pod). --termination-log: where the final reason goes, the
+container's terminationMessagePath, which the controller reads. --disk PATH may be a
+directory holding one image file, a containerDisk's copy. A cloudInitNoCloud volume without
+--disk gets its NoCloud seed written into DIR, from the VMI.)
 
 1. with --netns, enter the pod netns for good and give the process a private /run (libvirt
    leaves nothing on the host);

@@ -2,8 +2,9 @@
 
 `EmbeddedHypervisor(root)` keeps every libvirt file under `root` (config, state, logs) and
 runs the event loop that delivers lifecycle events. The qemu.conf it writes is the minimal
-one this machine kind needs: root, no DAC relabelling or cgroups, stdio to files (no
-virtlogd). Domains are transient: `start(xml)` creates one, and it is gone once it stops.
+one this machine kind needs: QEMU as root when this process is root, else as this process's
+own user (a launcher pod's, with no capability), no DAC relabelling or cgroups, stdio to
+files (no virtlogd). Domains are transient: `start(xml)` creates one, and it is gone once it stops.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import libvirt
 from netplug.errors import HypervisorError
 from netplug.ops.proc import live_argv, pids_mentioning
 
-QEMU_CONF = """user = "root"
+#: as root, QEMU runs as root; unprivileged (a launcher pod's user), as that user: libvirt
+#: would chown its files to a user named here, which only root may
+QEMU_CONF_AS_ROOT = """user = "root"
 group = "root"
-dynamic_ownership = 0
+"""
+QEMU_CONF = """dynamic_ownership = 0
 remember_owner = 0
 security_driver = "none"
 stdio_handler = "file"
@@ -87,8 +91,7 @@ class EmbeddedHypervisor:
     def __init__(self, root: str) -> None:
         os.makedirs(os.path.join(root, "etc"), exist_ok=True)
         with open(os.path.join(root, "etc", "qemu.conf"), "w") as f:
-            # unprivileged, QEMU runs as this user: naming root would make libvirt chown to it
-            f.write(QEMU_CONF if os.geteuid() == 0 else QEMU_CONF.split("\n", 2)[2])
+            f.write((QEMU_CONF_AS_ROOT if os.geteuid() == 0 else "") + QEMU_CONF)
         libvirt.registerErrorHandler(lambda *args: None, None)  # errors arrive as exceptions
         _start_event_loop()
         try:
