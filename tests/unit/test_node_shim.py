@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from runtime.cli import build_parser
-from runtime.install import SHIM_PYTHON_FLOOR, SHIM_SOURCE
+from runtime.install import LOADER, SHIM_PYTHON_FLOOR, SHIM_SOURCE
 from tests.support.pods import ROOT, container, container_argv, workload
 from tests.unit.test_shim import CONFIG, FakeAgent, cni_env
 
@@ -113,5 +113,6 @@ def test_a_node_python_older_than_the_floor_is_refused(tmp_path: Path) -> None:
 
 def test_the_shims_syntax_fits_the_python_floor() -> None:
     """Only 3.11 runs here: the floor is checked as far as the grammar goes (the shim's API
-    calls are 3.8's: os.memfd_create is the newest)."""
+    calls are 3.8's: os.memfd_create is the newest), for the shim and the loader that runs it."""
     ast.parse(SHIM_SOURCE.read_text(), feature_version=SHIM_PYTHON_FLOOR)
+    ast.parse(LOADER.format(python=NODE_PYTHON, shim_dir=".netplug"), feature_version=SHIM_PYTHON_FLOOR)

@@ -219,3 +219,44 @@ def test_without_an_agent_the_shim_runs_the_handler_in_process(tmp_path: Path, s
     error = cni_error(proc)
     assert error["code"] == 11
     assert "no netplug agent is running" in error["msg"] and "no-such-python" in error["msg"]
+
+
+# --- as install-cni installs it ----------------------------------------------------------------
+
+
+def _installed(tmp_path: Path, sock: Path) -> Path:
+    from runtime.install import install_shim
+
+    return Path(install_shim(str(tmp_path / "bin"), sys.executable, socket_path=str(sock)))
+
+
+def test_the_installed_shim_talks_to_the_agent_it_was_installed_for(tmp_path: Path, sock_path: Path) -> None:
+    shim = _installed(tmp_path, sock_path)
+    agent = FakeAgent(sock_path, b'0\n{"cniVersion": "1.0.0"}\n')
+    env = {k: v for k, v in shim_env(tmp_path, sock_path, **cni_env()).items() if k != "NETPLUG_AGENT_SOCKET"}
+    proc = subprocess.run([str(shim)], input=json.dumps(CONFIG).encode(), env=env, capture_output=True, timeout=60)
+    _, sent_stdin = agent.close()
+    assert (proc.returncode, proc.stdout) == (0, b'{"cniVersion": "1.0.0"}\n'), proc.stderr.decode()
+    assert sent_stdin == json.dumps(CONFIG).encode()
+
+
+def test_an_installed_shim_compiled_by_another_python_runs_from_its_source(tmp_path: Path, sock_path: Path) -> None:
+    import marshal
+
+    shim = _installed(tmp_path, sock_path)
+    compiled = shim.parent / ".netplug" / "shim"
+    _, source, _ = marshal.loads(compiled.read_bytes())
+    compiled.write_bytes(marshal.dumps((b"\x00\x00\r\n", source, b"not code of this Python")))
+    proc = subprocess.run([str(shim)], input=b'{"cniVersion": "0.4.0"}', capture_output=True, timeout=60,
+                          env=shim_env(tmp_path, sock_path, CNI_COMMAND="VERSION"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(proc.stdout) == {"cniVersion": "0.4.0", "supportedVersions": SUPPORTED}
+
+
+def test_an_installed_shim_without_its_code_says_so_in_cni_format(tmp_path: Path, sock_path: Path) -> None:
+    shim = _installed(tmp_path, sock_path)
+    (shim.parent / ".netplug" / "shim").unlink()
+    proc = subprocess.run([str(shim)], input=json.dumps(CONFIG).encode(), capture_output=True, timeout=60,
+                          env=shim_env(tmp_path, sock_path, **cni_env()))
+    error = cni_error(proc)
+    assert error["code"] == 11 and "install-cni" in error["msg"]
