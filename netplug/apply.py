@@ -205,12 +205,12 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
                 _take_over(links, wanted)
             else:
                 if wanted.kind == "bridge":
-                    links.create_bridge(wanted.name, wanted.mac, wanted.mtu)
+                    links.create_bridge(wanted.name, wanted.mac, wanted.mtu, group=spec.link_group)
                 elif wanted.kind == "ifb":
-                    links.create_ifb(wanted.name, wanted.mac, wanted.mtu)
+                    links.create_ifb(wanted.name, wanted.mac, wanted.mtu, group=spec.link_group)
                 else:
                     links.create_tap(wanted.name, wanted.mac, wanted.mtu, uid=wanted.owner_uid,
-                                     gid=wanted.owner_gid, multi_queue=wanted.multi_queue)
+                                     gid=wanted.owner_gid, multi_queue=wanted.multi_queue, group=spec.link_group)
                 journal.push(f"link {wanted.name}", _delete_link(spec.netns, wanted.name))
             checkpoint(f"link:{wanted.name}")
             for key, value in wanted.sysctls.items():
@@ -325,7 +325,7 @@ def _remove_in_netns(spec: NetSpec, keep_sysctls: frozenset[str]) -> list[str]:
         # Created links go in one batch (one set of kernel RCU waits), before a taken-over pod
         # interface gets its name back (a bridge binding's ifb holds that name meanwhile).
         created = [wanted.name for wanted in reversed(spec.links) if wanted.kind != "existing"]
-        removed += [f"link {name}" for name in links.delete_all(created)]
+        removed += [f"link {name}" for name in links.delete_all(created, spec.link_group)]
         for wanted in reversed(spec.links):
             if wanted.kind == "existing" and _give_back(links, wanted):
                 removed.append(f"pod interface {wanted.takeover.name} restored")

@@ -66,3 +66,9 @@ def nft_table_name(pod_interface: str) -> str:
 def attachment_tag(container_id: str, ifname: str) -> str:
     """A short stable tag for comments on rules and names of service files."""
     return hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()[:16]
+
+
+def link_group(container_id: str, ifname: str) -> int:
+    """The link group of the links an attachment creates, so that DEL deletes them in one
+    kernel batch: from the attachment's tag, in [2^16, 2^31) (0 is every link's default)."""
+    return (1 << 16) + int(attachment_tag(container_id, ifname), 16) % ((1 << 31) - (1 << 16))

@@ -202,6 +202,9 @@ class NetSpec(_Spec):
     #: names another namespace by DEL time is never touched
     netns_id: str | None = None
     links: list[LinkSpec] = Field(default_factory=list)
+    #: the link group the created links are put in (netplug.naming.link_group): DEL deletes
+    #: them in one kernel batch; None in records from before, whose links get one at DEL
+    link_group: int | None = None
     sysctls: list[SysctlSpec] = Field(default_factory=list)
     nat: list[NatPlan] = Field(default_factory=list)
     spoof_guard: SpoofGuardPlan | None = None

@@ -194,8 +194,9 @@ class Links:
         name = self._name_of(index)
         return self.get(name) if name is not None else None
 
-    def _create(self, name: str, kind: str, mac: str | None, mtu: int | None) -> None:
-        attrs = {k: v for k, v in (("ifname", name), ("address", mac), ("mtu", mtu)) if v is not None}
+    def _create(self, name: str, kind: str, mac: str | None, mtu: int | None, group: int | None) -> None:
+        attrs = {k: v for k, v in (("ifname", name), ("address", mac), ("mtu", mtu), ("group", group))
+                 if v is not None}
         body = _link_body() + _link_attrs(attrs) + rtnl.nested(rtnl.IFLA_LINKINFO,
                                                                rtnl.string(rtnl.IFLA_INFO_KIND, kind))
         try:
@@ -203,16 +204,16 @@ class Links:
         except NetlinkError as exc:
             _raise(exc, f'creating {kind} "{name}"')
 
-    def create_bridge(self, name: str, mac: str | None, mtu: int | None) -> None:
-        self._create(name, "bridge", mac, mtu)
+    def create_bridge(self, name: str, mac: str | None, mtu: int | None, group: int | None = None) -> None:
+        self._create(name, "bridge", mac, mtu, group)
 
-    def create_ifb(self, name: str, mac: str | None, mtu: int | None) -> None:
+    def create_ifb(self, name: str, mac: str | None, mtu: int | None, group: int | None = None) -> None:
         """An ifb link: holds a name, a MAC and addresses and never answers ARP (what other
         kernels use a dummy link for; this one has no dummy driver)."""
-        self._create(name, "ifb", mac, mtu)
+        self._create(name, "ifb", mac, mtu, group)
 
     def create_tap(self, name: str, mac: str | None, mtu: int | None, *, uid: int, gid: int,
-                   multi_queue: bool) -> None:
+                   multi_queue: bool, group: int | None = None) -> None:
         """A persistent tap owned by uid:gid, as QEMU opens it (vnet header, no packet info)."""
         if not name or len(name.encode()) >= IFNAMSIZ:
             raise KernelError(f'creating tap "{name}": the name must be 1-15 bytes')
@@ -233,7 +234,7 @@ class Links:
             _raise(exc, f'creating tap "{name}"')
         finally:
             os.close(fd)
-        attrs = {k: v for k, v in (("address", mac), ("mtu", mtu)) if v is not None}
+        attrs = {k: v for k, v in (("address", mac), ("mtu", mtu), ("group", group)) if v is not None}
         if attrs:
             self.set(name, **attrs)
 
@@ -347,43 +348,48 @@ class Links:
         finally:
             os.close(fd)
 
-    def _groups(self) -> set[int]:
-        """The link groups in use in this netns."""
+    def _groups(self) -> dict[str, tuple[int, int]]:
+        """{name: (index, link group)} of every link in this netns."""
         body = _link_body() + rtnl.u32(rtnl.IFLA_EXT_MASK, rtnl.RTEXT_FILTER_SKIP_STATS)
-        groups = set()
+        found = {}
         for msg in self._sock.dump(rtnl.RTM_GETLINK, body):
-            group = rtnl.attrs(msg, rtnl.IFINFO.size).get(rtnl.IFLA_GROUP)
-            groups.add(rtnl.unpack_u32(group) if group else 0)
-        return groups
+            attrs = rtnl.attrs(msg, rtnl.IFINFO.size)
+            if rtnl.IFLA_IFNAME in attrs:
+                group = rtnl.unpack_u32(attrs[rtnl.IFLA_GROUP]) if rtnl.IFLA_GROUP in attrs else 0
+                found[rtnl.text(attrs[rtnl.IFLA_IFNAME])] = (rtnl.IFINFO.unpack_from(msg)[2], group)
+        return found
 
-    def delete_all(self, names: list[str]) -> list[str]:
+    def delete_all(self, names: list[str], group: int | None = None) -> list[str]:
         """Delete the links `names` in one kernel batch; the names that existed. Returns once
         the kernel has announced each deletion (see `_delete_announced`).
 
         The kernel pays its RCU waits (an rcu_barrier once the batch is unregistered, one more
         in a bridge's uninit) per batch, not per link: deleting a bridge and its tap one by
-        one waits three times, as a batch twice. The batch is a link group that no other link
-        in the netns uses, deleted with one request."""
-        found = {name: index for name in names if (index := self._index(name)) is not None}
-        if not found:
-            return []
+        one waits three times, as a batch twice. The batch is a link group: `group`, when
+        exactly these links are in it (they were created in it), else one that no link in the
+        netns uses, given to them first."""
         try:
+            links = self._groups()
+            found = {name: links[name][0] for name in names if name in links}
             if len(found) == 1:
                 request = _link_body(next(iter(found.values())))
-            else:
-                used = self._groups()
-                group = next(g for g in iter(lambda: random.randrange(1 << 16, 1 << 31), None) if g not in used)
-                for name, index in list(found.items()):
-                    try:
-                        self._sock.request(rtnl.RTM_NEWLINK, _link_body(index) + rtnl.u32(rtnl.IFLA_GROUP, group))
-                    except NetlinkError as exc:
-                        if exc.errno != errno.ENODEV:
-                            raise
-                        del found[name]  # gone meanwhile
+            elif found:
+                members = {name for name, (_, in_group) in links.items() if in_group == group}
+                if group is None or members != set(found):
+                    used = {in_group for _, in_group in links.values()}
+                    group = next(g for g in iter(lambda: random.randrange(1 << 16, 1 << 31), None) if g not in used)
+                    for name, index in list(found.items()):
+                        try:
+                            self._sock.request(rtnl.RTM_NEWLINK, _link_body(index) + rtnl.u32(rtnl.IFLA_GROUP, group))
+                        except NetlinkError as exc:
+                            if exc.errno != errno.ENODEV:
+                                raise
+                            del found[name]  # gone meanwhile
                 request = _link_body() + rtnl.u32(rtnl.IFLA_GROUP, group)
-            _delete_announced(request, set(found.values()))
+            if found:
+                _delete_announced(request, set(found.values()))
         except NetlinkError as exc:
-            _raise(exc, f"deleting {', '.join(found)}")
+            _raise(exc, f"deleting {', '.join(names)}")
         return list(found)
 
     def delete(self, name: str) -> bool:

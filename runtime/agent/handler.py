@@ -171,6 +171,7 @@ class Handler:
                 )
                 plan = bindings.plan(conf, ctx)
                 plan.netspec.netns_id = netns.identity(request.netns)
+                plan.netspec.link_group = naming.link_group(request.container_id, request.ifname)
                 log.info("desired pod network", extra={"data": plan.netspec.model_dump(mode="json")})
                 record.netspec = plan.netspec
                 self.store.save(record)  # before the first change to the pod

@@ -218,6 +218,22 @@ def test_a_pod_wide_sysctl_stays_while_another_attachment_of_the_pod_needs_it(ne
     assert_nothing_left(netplug, pod, keep=("lo", "eth0", secondary))
 
 
+def test_del_deletes_only_its_own_links_even_from_a_shared_link_group(netplug_agent, pod):
+    """DEL deletes the links it made in one kernel batch, a link group: a link of someone
+    else's that was put in the same group stays, and what DEL made goes all the same."""
+    primary = primary_by_hand(pod)
+    config = {"cniVersion": "1.0.0", "name": "podnet", **MASQ, "prevResult": primary.prev_result("1.0.0")}
+    assert _run(netplug_agent, "ADD", config, pod).returncode == 0
+    group = pod.links()["k6t-eth0"]["group"]
+    assert group != "default" and pod.links()["tap0"]["group"] == group
+    bystander = unique("by")
+    veth(None, unique("byn"), pod, bystander)
+    pod.ip("link", "set", bystander, "group", str(group))
+    assert _run(netplug_agent, "DEL", config, pod).returncode == 0
+    assert bystander in pod.links()
+    assert_nothing_left(netplug_agent, pod, keep=("lo", "eth0", bystander))
+
+
 def test_agent_socket_is_private(netplug_agent):
     mode = os.stat(netplug_agent.socket).st_mode & 0o777
     assert mode == 0o600
