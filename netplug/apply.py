@@ -215,13 +215,14 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
             checkpoint(f"link:{wanted.name}")
             for key, value in wanted.sysctls.items():
                 sysctl.write(key, value)
-            if wanted.master:
-                links.set_master(wanted.name, wanted.master)
-            if wanted.learning is not None:
+            master = wanted.master
+            if master and wanted.learning is not None:  # a port's learning is set once it is a port
+                links.set_master(wanted.name, master)
                 links.set_learning(wanted.name, wanted.learning)
+                master = None
             for address in wanted.addresses:
                 links.add_address(wanted.name, address)
-            links.set_up(wanted.name)
+            links.set_up(wanted.name, master=master)
             if spec.dhcp is not None and wanted.name == spec.dhcp.interface:
                 # dnsmasq comes up (~5 ms, mostly its own exec) while the rest is made
                 starting = _start_service(spec, files, journal)

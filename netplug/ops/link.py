@@ -108,10 +108,13 @@ def _link_attrs(attrs: dict[str, object]) -> bytes:
 
 
 class Links:
-    """Operations on links by name, over one netlink socket."""
+    """Operations on links by name, over one netlink socket. A name is looked up once per
+    session (every lookup takes the kernel's rtnl lock, which the whole node shares); what
+    the session renames, moves or deletes is forgotten."""
 
     def __init__(self, sock: rtnl.Socket) -> None:
         self._sock = sock
+        self._indexes: dict[str, int] = {}
 
     def _message(self, name: str) -> tuple[int, int, dict[int, bytes]] | None:
         """(index, flags, attributes) of link `name`, None when there is none."""
@@ -125,13 +128,18 @@ class Links:
         _, _, index, flags, _ = rtnl.IFINFO.unpack_from(reply)
         return index, flags, rtnl.attrs(reply, rtnl.IFINFO.size)
 
-    def _index(self, name: str) -> int | None:
+    def _index(self, name: str, *, fresh: bool = False) -> int | None:
+        if not fresh and name in self._indexes:
+            return self._indexes[name]
+        self._indexes.pop(name, None)
         try:
-            return rtnl.IFINFO.unpack_from(self._sock.get(rtnl.RTM_GETLINK, _by_name(name)))[2]  # the header is enough
+            reply = self._sock.get(rtnl.RTM_GETLINK, _by_name(name))
         except NetlinkError as exc:
             if exc.errno in (errno.ENODEV, errno.ENOENT):
                 return None
             _raise(exc, f'looking up "{name}"')
+        self._indexes[name] = rtnl.IFINFO.unpack_from(reply)[2]  # the header is enough
+        return self._indexes[name]
 
     def _require(self, name: str) -> int:
         index = self._index(name)
@@ -140,7 +148,7 @@ class Links:
         return index
 
     def exists(self, name: str) -> bool:
-        return self._index(name) is not None
+        return self._index(name, fresh=True) is not None
 
     def _name_of(self, index: int) -> str | None:
         try:
@@ -248,13 +256,17 @@ class Links:
         try:
             self._sock.request(rtnl.RTM_NEWLINK, _link_body(index, flags, change) + _link_attrs(attrs))
         except NetlinkError as exc:
+            self._indexes.pop(name, None)
             _raise(exc, f'setting {sorted(attrs)} on "{name}"')
+        if "ifname" in attrs or "net_ns_fd" in attrs:
+            self._indexes.pop(name, None)
 
     def set_master(self, name: str, master: str) -> None:
         self.set(name, master=self._require(master))
 
-    def set_up(self, name: str) -> None:
-        self.set(name, state="up")
+    def set_up(self, name: str, master: str | None = None) -> None:
+        """Bring `name` up, attached to bridge `master` first if one is given (one request)."""
+        self.set(name, state="up", **({"master": self._require(master)} if master else {}))
 
     def set_learning(self, name: str, learning: bool) -> None:
         index = self._require(name)
@@ -340,6 +352,7 @@ class Links:
         """Move `name` into the netns at `netns_path`, arriving as `new_name` (one kernel
         operation: if the name is taken there, the link stays where it is)."""
         index = self._require(name)
+        self._indexes.pop(name, None)
         fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             self._sock.request(rtnl.RTM_NEWLINK, _link_body(index) + _link_attrs({"net_ns_fd": fd, "ifname": new_name}))
@@ -368,6 +381,8 @@ class Links:
         one waits three times, as a batch twice. The batch is a link group: `group`, when
         exactly these links are in it (they were created in it), else one that no link in the
         netns uses, given to them first."""
+        for name in names:
+            self._indexes.pop(name, None)
         try:
             links = self._groups()
             found = {name: links[name][0] for name in names if name in links}
@@ -394,7 +409,8 @@ class Links:
 
     def delete(self, name: str) -> bool:
         """Delete link `name`; False when it was already gone."""
-        index = self._index(name)
+        index = self._index(name, fresh=True)
+        self._indexes.pop(name, None)
         if index is None:
             return False
         try:
