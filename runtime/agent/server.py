@@ -9,8 +9,11 @@ It is framed by hand, not JSON, so that the shim, started for every pod, imports
 that costs start-up time (see cni/netplug).
 
 The socket is 0600 in a 0700 directory, and each connection's peer credentials are checked:
-only root (or the agent's own user) is served. Each request runs on its own thread; the
-handler serializes work per attachment with the store's locks.
+only root (or the agent's own user) is served. Requests are served by a pool of worker threads
+that each accept a connection and answer it, so the kernel hands a connection straight to an
+idle worker: a thread started per request cost ~2 ms per CNI call on a loaded 2-core node (a
+new thread and two more wake-ups before the request is read). The pool grows while every
+worker is busy. The handler serializes work per attachment with the store's locks.
 """
 
 from __future__ import annotations
@@ -69,8 +72,10 @@ class _RequestHandler(socketserver.BaseRequestHandler):
             log.warning("the shim went away before its answer (exit %d) could be sent: %s", code, exc)
 
 
-class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+class AgentServer(socketserver.UnixStreamServer):
+    #: workers waiting for a connection while the agent is idle; at most MAX_WORKERS serve at once
+    WORKERS = 8
+    MAX_WORKERS = 256
     # socketserver's default backlog is 5: with more shims connecting at once than that while
     # the agent is busy, connect() fails with EAGAIN and the pod gets code 11 (bench/churn.py
     # at concurrency 16). The kernel caps this at net.core.somaxconn.
@@ -90,6 +95,54 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
+
+    def serve_pooled(self) -> None:
+        """Serve until the process ends. The calling thread only waits: it stays in the node's
+        netns, which is how the node is found again (netplug.ops.netns.NODE)."""
+        self._pool = threading.Condition()
+        self._idle = self._workers = 0
+        for _ in range(self.WORKERS):
+            self._add_worker()
+        threading.Event().wait()
+
+    def _add_worker(self) -> None:
+        with self._pool:
+            self._idle += 1
+            self._workers += 1
+        threading.Thread(target=self._work, name="cni", daemon=True).start()
+
+    def _work(self) -> None:
+        node = netns.identity(netns.NODE)
+        while True:
+            try:
+                request, address = self.socket.accept()
+            except OSError as exc:  # out of file descriptors, say: let the others try
+                log.error("cannot accept a connection: %s", exc)
+                threading.Event().wait(0.1)
+                continue
+            with self._pool:
+                self._idle -= 1
+                grow = self._idle == 0 and self._workers < self.MAX_WORKERS
+            if grow:  # the next connection finds a worker waiting
+                self._add_worker()
+            try:
+                self.finish_request(request, address)
+            except Exception:
+                self.handle_error(request, address)
+            finally:
+                self.shutdown_request(request)
+            in_node = netns.identity("/proc/thread-self/ns/net") == node
+            with self._pool:
+                retire = not in_node or self._idle >= self.WORKERS
+                if retire:
+                    self._workers -= 1
+                else:
+                    self._idle += 1
+            if not in_node:  # never serve from a pod's netns: replace this thread
+                log.error("a request left its worker outside the node's netns; replacing the worker")
+                self._add_worker()
+            if retire:
+                return
 
     def handle_error(self, request: object, client_address: object) -> None:
         # socketserver would print a bare traceback; the agent's log stays JSON lines
@@ -186,6 +239,6 @@ def serve(socket_path: str, store: Store, *, test_hooks: bool = False) -> None:
     with AgentServer(socket_path, handler) as server:
         log.info("listening on %s, state in %s", socket_path, store.root)
         try:
-            server.serve_forever()
+            server.serve_pooled()
         finally:
             supervisor.stopping.set()
