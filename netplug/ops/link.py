@@ -21,12 +21,13 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from netplug.errors import KernelError, LinkConflict, LinkNotFound
-from netplug.ops import rtnl
+from netplug.ops import netns, rtnl
 from netplug.ops.rtnl import NetlinkError
 
 log = logging.getLogger(__name__)
@@ -422,6 +423,22 @@ class Links:
         return True
 
 
+_deleters: ThreadPoolExecutor | None = None
+_deleters_lock = threading.Lock()
+
+
+def _in_background(job: Callable[[], None]) -> Future:
+    """Run `job` on a thread of a pool kept for it (no thread is started per call)."""
+    global _deleters
+    with _deleters_lock:
+        if _deleters is None:
+            _deleters = ThreadPoolExecutor(max_workers=64, thread_name_prefix="link-delete")
+    # the pool starts its threads from a submitting thread, in that thread's netns: submit from
+    # the node's, so that no pool thread keeps a pod's netns alive
+    with netns.entered(netns.NODE):
+        return _deleters.submit(job)
+
+
 def _delete_announced(request: bytes, indexes: set[int]) -> None:
     """Send an RTM_DELLINK `request` from a thread of its own; return when the kernel has
     announced the deletion of every link in `indexes` (RTM_DELLINK on the link multicast
@@ -433,46 +450,42 @@ def _delete_announced(request: bytes, indexes: set[int]) -> None:
     rcu_barrier (~15 ms here) and freeing the memory, outside the rtnl lock. The thread waits
     for it; the caller does not. A refusal comes before any announcement and is raised here."""
     monitor = rtnl.Socket(groups=rtnl.RTMGRP_LINK)  # subscribed before the request: no announcement is missed
-    sock = rtnl.Socket()
+    sock = rtnl.Socket()  # of this netns, whichever thread sends on it
     done_read, done_write = os.pipe2(os.O_CLOEXEC)
-    outcome: list[BaseException] = []
+    waiting = threading.Event()
+    waiting.set()
 
     def run() -> None:
         try:
             sock.request(rtnl.RTM_DELLINK, request)
-        except BaseException as exc:  # handed to the caller if it still waits, else logged
-            outcome.append(exc)
-            if not waiting.is_set():
+        except BaseException as exc:
+            if not waiting.is_set():  # else the caller raises it
                 log.error("deleting links %s failed after the kernel announced it: %s", sorted(indexes), exc)
+            raise
         finally:
             sock.close()
             os.close(done_write)  # wakes the caller's select
 
-    waiting = threading.Event()
-    waiting.set()
     pending = set(indexes)
-    worker = threading.Thread(target=run, name="link-delete", daemon=True)
     try:
-        worker.start()
+        deleting = _in_background(run)
         while pending:
             ready = select.select([monitor.fileno(), done_read], [], [])[0]
             if done_read in ready:
-                worker.join()
                 break
             try:
                 announced = monitor.notifications()
             except OSError:  # ENOBUFS: announcements were dropped; wait for the request instead
-                worker.join()
                 break
             for kind, payload in announced:
                 if kind == rtnl.RTM_DELLINK:
                     pending.discard(rtnl.IFINFO.unpack_from(payload)[2])
+        if pending:
+            deleting.result()  # over without every announcement: its outcome is the answer
     finally:
         waiting.clear()
         monitor.close()
         os.close(done_read)
-    if outcome and not worker.is_alive():
-        raise outcome[0]
 
 
 @contextmanager
