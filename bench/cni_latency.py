@@ -10,7 +10,9 @@ iteration to the next, so that whatever else the machine does falls on every var
   - bridge alone without IPAM (L2 only): a stricter reading of "the bridge plugin", shown for
     comparison (a pod network always has IPAM);
   - the chain [bridge + host-local, netplug], with the agent running (its default log level);
-  - the same chain with no agent (the shim's in-process fallback).
+  - the same chain with no agent (the shim's in-process fallback);
+  - with --against REV, the chain with the agent and shim of that revision of netplug too, so
+    that a change's before and after are measured in the same run.
 
 Every plugin exec is timed on its own (wall time of the exec, as a runtime sees it). Printed:
 netplug's own exec, the bridge plugin's exec inside the chain (work netplug leaves to the
@@ -18,7 +20,7 @@ kernel can land on it), and netplug's cost to the chain (the chain's median minu
 reference's), with their ratios to the reference; the targets are netplug's ADD <= 1.5x the
 bridge plugin's ADD and its DEL <= 1.0x.
 
-Usage (root): .venv/bin/python bench/cni_latency.py [--iterations N] [--quick]
+Usage (root): .venv/bin/python bench/cni_latency.py [--iterations N] [--quick] [--against REV]
 It runs itself in private network and mount namespaces, so the host is never touched.
 """
 
@@ -31,13 +33,22 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Chain, Node, Sandbox, Stats, machine, ratio, reexec_isolated, verdict  # noqa: E402
+from harness import (  # noqa: E402
+    Chain,
+    Node,
+    Sandbox,
+    Stats,
+    exported_tree,
+    machine,
+    ratio,
+    reexec_isolated,
+    verdict,
+)
 
 WARM_UP = 2  # rounds not counted: the first execs fill caches
-VARIANTS = ("reference", "bridge-l2", "agent", "in-process")
 
 
-def measure(iterations: int, workdir: str) -> dict[str, dict[str, list[list[float]]]]:
+def measure(iterations: int, workdir: str, against: str | None) -> dict[str, dict[str, list[list[float]]]]:
     """{variant: {"add"/"del": [per plugin of its chain: samples]}}, interleaved."""
     reference = Node(os.path.join(workdir, "reference"))
     agent = Node(os.path.join(workdir, "agent"))
@@ -48,13 +59,21 @@ def measure(iterations: int, workdir: str) -> dict[str, dict[str, list[list[floa
         "agent": (agent, agent.pod_network(agent.binding())),
         "in-process": (in_process, in_process.pod_network(in_process.binding())),
     }
+    nodes = [agent, in_process, reference]
+    if against:
+        other = Node(os.path.join(workdir, "against"), tree=exported_tree(against, os.path.join(workdir, "tree")))
+        chains["against"] = (other, other.pod_network(other.binding()))
+        nodes.append(other)
+    variants = tuple(chains)
     samples = {v: {"add": [[] for _ in chains[v][1].plugins], "del": [[] for _ in chains[v][1].plugins]}
-               for v in VARIANTS}
-    agent.start_agent(log_level="INFO")  # what a node runs
+               for v in variants}
+    for node in nodes:
+        if node is not in_process and node is not reference:
+            node.start_agent(log_level="INFO")  # what a node runs
     try:
         for i in range(iterations + WARM_UP):
-            shift = i % len(VARIANTS)
-            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            shift = i % len(variants)
+            for variant in variants[shift:] + variants[:shift]:
                 node, chain = chains[variant]
                 sandbox = Sandbox.create()
                 try:
@@ -67,7 +86,7 @@ def measure(iterations: int, workdir: str) -> dict[str, dict[str, list[list[floa
                         samples[variant]["add"][n].append(added)
                         samples[variant]["del"][n].append(deleted)
     finally:
-        for node in (agent, in_process, reference):
+        for node in nodes:
             node.close()
     return samples
 
@@ -76,12 +95,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--quick", action="store_true", help="10 iterations")
+    parser.add_argument("--against", metavar="REV", help="also measure this git revision's agent and shim")
     args = parser.parse_args()
     if (status := reexec_isolated()) is not None:
         return status
     iterations = 10 if args.quick else args.iterations
     with tempfile.TemporaryDirectory(prefix="netplug-bench-") as workdir:
-        samples = measure(iterations, workdir)
+        samples = measure(iterations, workdir, args.against)
 
     def stats(variant: str, verb: str, plugin: int | None = None) -> Stats:
         per_plugin = samples[variant][verb]
@@ -98,7 +118,10 @@ def main() -> int:
     print(f"{'bridge+host-local alone (the reference)':52} {ref['add']} {ref['del']}")
     print(f"{'bridge alone, no IPAM (L2 only)':52} {l2['add']} {l2['del']}")
     rows = {}
-    for variant, label in (("agent", "agent running"), ("in-process", "no agent (in-process)")):
+    labels = [("agent", "agent running"), ("in-process", "no agent (in-process)")]
+    if args.against:
+        labels.append(("against", f"agent running, {args.against}"))
+    for variant, label in labels:
         chain = {verb: stats(variant, verb) for verb in ("add", "del")}
         own = {verb: stats(variant, verb, 1) for verb in ("add", "del")}
         bridge = {verb: stats(variant, verb, 0) for verb in ("add", "del")}

@@ -55,6 +55,16 @@ def reexec_isolated() -> int | None:
     return subprocess.call([os.path.join(REPO, "scripts", "isolated"), sys.executable, *sys.argv])
 
 
+def exported_tree(revision: str, into: str) -> str:
+    """The files of `revision` of this repository, unpacked into `into` (for Node.tree)."""
+    os.makedirs(into, exist_ok=True)
+    archive = subprocess.run(["git", "-C", REPO, "archive", revision], capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"--against {revision}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", into], input=archive.stdout, check=True)
+    return into
+
+
 def machine() -> str:
     """One line naming the machine and how busy it was when the benchmark started."""
     load = os.getloadavg()
@@ -209,6 +219,9 @@ class Node:
     subnet: str = "10.240.0.0/16"
     bridge: str = field(default_factory=lambda: unique("bnbr"))
     agent: subprocess.Popen | None = None
+    #: the netplug whose shim and agent the node runs: this repository, or another revision's
+    #: files (`exported_tree`), to compare two in one run
+    tree: str = REPO
 
     def __post_init__(self) -> None:
         self.bin_dir = os.path.join(self.workdir, "bin")
@@ -217,7 +230,12 @@ class Node:
         self.ipam_dir = os.path.join(self.workdir, "ipam")
         self.cni_path = [self.bin_dir, REFERENCE]
         self.env = {"NETPLUG_STATE_DIR": self.state_dir, "NETPLUG_AGENT_SOCKET": self.socket}
-        install_shim(self.bin_dir, sys.executable)
+        if self.tree == REPO:
+            install_shim(self.bin_dir, sys.executable)
+        else:  # that revision's installer, run from its tree (it imports its own netplug there)
+            subprocess.run([sys.executable, "-c", "import sys; from runtime.install import install_shim; "
+                            "install_shim(sys.argv[1], sys.argv[2])", self.bin_dir, sys.executable],
+                           cwd=self.tree, check=True)
 
     # configs
 
@@ -245,7 +263,7 @@ class Node:
         log = open(self.agent_log, "a")
         self.agent = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "agent", "--socket", self.socket, "--state-dir", self.state_dir,
-             "--log-level", log_level], cwd=REPO, stdout=log, stderr=log)
+             "--log-level", log_level], cwd=self.tree, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
         while not os.path.exists(self.socket):
             if self.agent.poll() is not None or time.monotonic() > deadline:
