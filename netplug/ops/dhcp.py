@@ -15,6 +15,7 @@ import ipaddress
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -24,6 +25,13 @@ from netplug.ops.proc import live_argv, pids_mentioning
 
 DNSMASQ = "dnsmasq"
 
+
+
+def unavailable() -> str | None:
+    """Why no guest DHCP service can start here (no dnsmasq on PATH), or None."""
+    if shutil.which(DNSMASQ) is None:
+        return "dnsmasq is not installed (Debian package dnsmasq-base)"
+    return None
 
 def _write_atomic(path: str, text: str) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"

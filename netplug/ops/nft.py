@@ -54,6 +54,15 @@ def _library() -> ctypes.CDLL:
     return _lib
 
 
+def unavailable() -> str | None:
+    """Why netplug cannot load rulesets here (libnftables missing), or None."""
+    try:
+        _library()
+    except FirewallError as exc:
+        return exc.msg
+    return None
+
+
 def _free_contexts() -> None:
     lib = _library()
     while True:

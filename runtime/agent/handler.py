@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import threading
 import time
@@ -36,7 +35,7 @@ from netplug.errors import (
 from netplug.model.cni import LATEST, SUPPORTED_VERSIONS, at_least, parse_result, result_to_wire
 from netplug.model.netspec import PodInterface, RouteSpec, VfConfig, VfFacts
 from netplug.model.record import AttachmentRecord, IpamDelegate
-from netplug.ops import files, link, netns, plugin, sriov, sysctl
+from netplug.ops import dhcp, files, link, netns, nft, plugin, sriov, sysctl
 from runtime import logs
 from runtime.agent.store import Store
 
@@ -285,9 +284,10 @@ class Handler:
     # --- STATUS and GC (spec 1.1.0) ------------------------------------------------------
 
     def cmd_status(self, request: skel.Request) -> None:
-        for program, package in (("nft", "nftables"), ("dnsmasq", "dnsmasq-base")):
-            if shutil.which(program) is None:
-                raise PluginNotAvailable(f"{program} is not installed (Debian package {package})")
+        # what ADD would need: libnftables (loaded in-process) and dnsmasq
+        for problem in (nft.unavailable(), dhcp.unavailable()):
+            if problem is not None:
+                raise PluginNotAvailable(problem)
         if not os.access(self.store.root, os.W_OK):
             raise PluginNotAvailable(f"the state dir {self.store.root} is not writable")
         ipam = request.config.get("ipam")

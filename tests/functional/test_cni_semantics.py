@@ -268,3 +268,16 @@ def test_reference_runtime_sees_plugin_errors(netplug, pod_network, pod):
     netplug.runtime.delete(conflist, None, container_id="ctr-overlap", netns=pod.path, ifname="eth0")
     assert pod_network.allocations() == []
     assert_nothing_left(netplug, pod, keep=("lo",))
+
+
+def test_status_names_what_add_would_miss(netplug_inprocess, pod):
+    """STATUS answers 50 when ADD could not serve a guest: here the handler (in-process, with
+    the runtime's PATH) finds no dnsmasq; with everything present it answers nothing."""
+    config = {"cniVersion": "1.1.0", "name": "podnet", **MASQ}
+    ready = _run(netplug_inprocess, "STATUS", config, pod, cid="", ifname="", netns="")
+    assert (ready.returncode, ready.stdout) == (0, "")
+    np = netplug_inprocess
+    missing = exec_plugin(np.shim, "STATUS", config, cni_path=np.runtime.cni_path,
+                          extra_env={**np.runtime.extra_env, "PATH": "/nonexistent"})
+    assert missing.returncode == 1
+    assert missing.json["code"] == 50 and "dnsmasq is not installed" in missing.json["msg"], missing.stdout
