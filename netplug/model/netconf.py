@@ -290,6 +290,16 @@ class BridgeConf(TapBindingBase):
     #: drop frames from the guest with another MAC or IP than its own (nftables, bridge family)
     spoofCheck: bool = True
 
+    @field_validator("ipam")
+    @classmethod
+    def _no_ipam(cls, value: dict | None) -> dict | None:
+        # the guest takes over the pod interface's own addresses: an allocation of netplug's
+        # would be an address nobody uses, so the network's own plugin does the IPAM
+        if value is not None:
+            raise ValueError("the bridge binding hands the guest the pod interface's own addresses: "
+                             "give ipam to the plugin that makes the pod interface, not to netplug")
+        return value
+
 
 #: where Multus keeps per-attachment device-info files (NPWG device-info spec)
 DEVINFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/cni"

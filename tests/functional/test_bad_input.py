@@ -32,6 +32,8 @@ CASES = [
     ("port-proto", {"ports": [{"port": 80, "protocol": "SCTP"}]}, {}, None, 7, "SCTP"),
     ("relative-resolv", {"resolvConf": "etc/resolv.conf"}, {}, None, 7, "resolvConf"),
     ("ipam-missing", {"ipam": {"type": "nonesuch"}}, {}, None, 7, '"nonesuch" not found'),
+    ("bridge-with-ipam", {"binding": "bridge", "ipam": {"type": "host-local", "subnet": "10.9.0.0/24"}}, {}, None,
+     7, "give ipam to the plugin that makes the pod interface"),
     ("no-prev-result", {"prevResult": None}, {}, None, 7, "prevResult is required"),
     ("bad-prev-result", {"prevResult": {"ips": [{"address": "banana"}]}}, {}, None, 6, "banana"),
     ("netns-not-netns", None, {"CNI_NETNS": "/etc/passwd"}, None, 4, "/etc/passwd"),
