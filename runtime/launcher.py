@@ -212,10 +212,12 @@ class Launcher:
         if op == "attach":
             iface = Interface.model_validate(request["interface"])
             network = Network.model_validate(request["network"])
+            # as KubeVirt's dynamic networks: a bridge on a secondary network; checked before the
+            # VM's spec learns of the network, so a refusal changes nothing
+            if iface.binding != "bridge":
+                return {"error": f"interface {iface.name}: only bridge interfaces can be hot-plugged"}
             if self.vmi.network(network.name) is None:
                 self.vmi.spec.networks.append(network)
-            if iface.binding not in DOMAIN_DEVICES or iface.binding == "masquerade":
-                return {"error": f"interface {iface.name}: only bridge interfaces can be hot-plugged"}
             self.wired.update(observe(self.vmi, [iface], self.statuses))
             self.vmi.spec.domain.devices.interfaces.append(iface)
             device = DOMAIN_DEVICES[iface.binding](self.vmi, iface, self.wired[iface.name], None)

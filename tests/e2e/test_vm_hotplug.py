@@ -58,6 +58,12 @@ def test_attach_and_detach_a_bridge_interface(netplug_agent, pod_network, pod, l
 
         bad = control_request(vm.state_dir, {"op": "detach", "name": "blue"})
         assert "not attached" in bad["error"]
+        # only bridge interfaces hot-plug; a refused attach leaves the running VM as it was
+        for binding in ("sriov", "masquerade"):
+            bad = control_request(vm.state_dir, {"op": "attach", "interface": {"name": "red", binding: {}},
+                                                 "network": {"name": "red", "multus": {"networkName": "red"}}})
+            assert "only bridge interfaces can be hot-plugged" in bad["error"], bad
+        assert [i["name"] for i in vm.status()["interfaces"]] == ["default"]
         assert vm.stop() == 0
         netplug_agent.runtime.delete(plain_blue, peer_result, container_id="ctr-peer", netns=peer.path, ifname="eth0")
         netplug_agent.runtime.delete(primary, primary_result, **ids)
