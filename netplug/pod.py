@@ -121,8 +121,8 @@ def plan_pod(vmi: VirtualMachineInstance, nads: list[NetworkAttachmentDefinition
         nad_namespace, _, nad_name = key.partition("/")
         nad = by_key.get(key)
         if nad is None:
-            raise InvalidConfig(f'networks[{network.name}].multus.networkName: NetworkAttachmentDefinition "{key}" '
-                                "not found (give it with --nad)")
+            where = f"{vmi.spec_path}.networks[{vmi.spec.networks.index(network)}].multus.networkName"
+            raise InvalidConfig(f'{where}: NetworkAttachmentDefinition "{key}" not found (give it with --nad)')
         conflist = nad.conflist()
         entry = None
         if iface.binding == "bridge":

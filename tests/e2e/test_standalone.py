@@ -155,7 +155,7 @@ def _connect(host: str, port: int) -> str | None:
     (open(TESTVM).read().replace("masquerade: {}", "bridge: {}\n              sriov: {}"), "exactly one binding"),
     (open(TESTVM).read().replace("pod: {}", "multus:\n            networkName: blue"), "masquerade is only allowed"),
     (open(TESTVM).read().replace("masquerade: {}", "bridge: {}").replace("pod: {}", "multus:\n            networkName: blue"),
-     '"default/blue" not found'),
+     'spec.template.spec.networks[0].multus.networkName: NetworkAttachmentDefinition "default/blue" not found'),
     (open(TESTVM).read().replace("name: testvm", "name: ../../../../evil"), 'metadata.name: must be a DNS-1123'),
     (open(TESTVM).read().replace("name: testvm", "name: testvm\n  namespace: a_b"), 'metadata.namespace: must be'),
 ])
