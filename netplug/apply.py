@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from netplug.errors import LinkConflict, LinkNotFound, NetplugError
 from netplug.model.netspec import LinkSpec, NetSpec, VfConfig, VfPlan
 from netplug.ops import dhcp, link, netns, nft, sriov, sysctl
+from netplug.ops.files import replace_file
 from netplug.render.dnsmasq import render_dhcp
 from netplug.render.nftables import render_nat, render_service_fence, render_spoof_guard
 
@@ -131,16 +132,6 @@ def _vf_settings(config: VfConfig) -> dict:
     return config.model_dump(exclude_none=True)
 
 
-def _write_device_info(path: str, info: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    # O_NOFOLLOW | O_EXCL: never write through a link someone planted in the directory
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f)
-    os.replace(tmp, path)
-
-
 def _unlink(path: str | None) -> None:
     if path:
         try:
@@ -171,7 +162,8 @@ def _apply_vf(spec: NetSpec, journal: Journal, checkpoint: Callable[[str], None]
             links.set_up(vf.ifname)
     if vf.device_info_file:
         journal.push("device-info file", lambda: _unlink(vf.device_info_file))
-        _write_device_info(vf.device_info_file, vf.device_info)
+        os.makedirs(os.path.dirname(vf.device_info_file), exist_ok=True)
+        replace_file(vf.device_info_file, json.dumps(vf.device_info))
 
 
 def _move_back(vf: VfPlan, node_netns: str) -> bool:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 from netplug.errors import StateError
 from netplug.ops import plugin
+from netplug.ops.files import replace_file
 
 
 @dataclass
@@ -65,10 +66,8 @@ class CNIRuntime:
         path = self._cache_path(conflist["name"], attachment)
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            with open(path + ".tmp", "w") as f:
-                json.dump({"kind": "netplugCniCacheV1", "config": conflist, "attachment": asdict(attachment),
-                           "result": result}, f)
-            os.replace(path + ".tmp", path)
+            replace_file(path, json.dumps({"kind": "netplugCniCacheV1", "config": conflist,
+                                                 "attachment": asdict(attachment), "result": result}))
         except OSError as exc:
             raise StateError(f"cannot write the CNI cache {path}: {exc.strerror}") from None
 

@@ -18,7 +18,7 @@ compiled from it at install time. Compiling the whole shim on every exec was a q
 instructions (~1.5 ms on the project's machine); loading compiled code is one marshal.loads.
 An interpreter of another Python version than the installer's compiles the source instead.
 
-May import: netplug.errors, the standard library.
+May import: netplug.errors, netplug.ops.files, the standard library.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from netplug.errors import NetplugError
+from netplug.ops.files import replace_file
 
 SHIM_SOURCE = Path(__file__).resolve().parents[1] / "cni" / "netplug"
 #: the oldest python3 the shim runs on: it uses nothing newer than os.memfd_create (3.8)
@@ -116,16 +117,9 @@ def install_shim(bin_dir: str, python: str, socket_path: str = "/run/netplug/age
     magic = sys.modules["_frozen_importlib_external"].MAGIC_NUMBER
     # one file, so that the source and its code are replaced together; a tuple of str and
     # bytes, which every Python 3 reads, so that another version finds the source
-    _write_atomic(shim, marshal.dumps((magic, source, marshal.dumps(compile(source, shim, "exec")))), 0o644)
+    # replaced atomically: a runtime never execs or reads a half-written file
+    replace_file(shim, marshal.dumps((magic, source, marshal.dumps(compile(source, shim, "exec")))), 0o644)
     target = os.path.join(bin_dir, "netplug")
     # a CNI plugin binary: runtimes exec it; it holds no secret
-    _write_atomic(target, LOADER.format(python=python, shim_dir=SHIM_DIR).encode(), 0o755)
+    replace_file(target, LOADER.format(python=python, shim_dir=SHIM_DIR).encode(), 0o755)
     return target
-
-
-def _write_atomic(path: str, data: bytes, mode: int) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode)  # nosec B103  # the shim and its loader: runtimes read and exec them
-    os.replace(tmp, path)  # a runtime never execs or reads a half-written file

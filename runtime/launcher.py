@@ -62,6 +62,7 @@ from netplug.model import one_line
 from netplug.model.multus import NetworkStatus, parse_network_status
 from netplug.model.vm import Interface, Network, VirtualMachineInstance, vmi_from_document
 from netplug.ops import link, netns
+from netplug.ops.files import replace_file
 from netplug.ops.libvirt import EmbeddedHypervisor, hardware_virtualization
 from netplug.render.libvirt_xml import (
     domain_to_xml,
@@ -125,10 +126,7 @@ def interface_status(vmi: VirtualMachineInstance, domain_xml: str, wired: dict[s
 
 
 def write_status_file(state_dir: str, status: dict) -> None:
-    path = os.path.join(state_dir, "status.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(status, f)
-    os.replace(path + ".tmp", path)
+    replace_file(os.path.join(state_dir, "status.json"), json.dumps(status))
 
 
 class Launcher:

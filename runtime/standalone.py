@@ -35,6 +35,7 @@ from netplug.guest import pod_interface_of
 from netplug.model.multus import NetworkAttachmentDefinition, render_network_status
 from netplug.model.vm import VirtualMachineInstance, vmi_from_document
 from netplug.ops import link, netns, nft
+from netplug.ops.files import replace_file
 from netplug.ops.libvirt import qemu_pids
 from netplug.ops.proc import live_argv
 from netplug.pod import NodeNetwork, plan_pod
@@ -136,9 +137,7 @@ class Standalone:
 
     def _record(self, paths: VmPaths, record: dict) -> None:
         os.makedirs(paths.root, mode=0o700, exist_ok=True)
-        with open(paths.record + ".tmp", "w") as f:
-            json.dump(record, f, indent=2)
-        os.replace(paths.record + ".tmp", paths.record)
+        replace_file(paths.record, json.dumps(record, indent=2))
 
     def records(self) -> list[dict]:
         base = os.path.join(self.state_dir, "vms")

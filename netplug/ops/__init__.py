@@ -13,7 +13,7 @@ shapes are those a separate privileged process could serve later without changin
 | nft     | nftables rulesets (`nft -j -f -`)     | CAP_NET_ADMIN           |
 | dhcp    | the guest's dnsmasq service           | CAP_NET_BIND_SERVICE, CAP_SETUID |
 | proc    | processes by their command line       | none (reads /proc)     |
-| files   | a small regular file named by input   | none (reads it)         |
+| files   | atomic writes; small files from input | none                    |
 | plugin  | executing delegated CNI plugins       | what the plugin needs   |
 
 Functions that act "in the current netns" act in the calling *thread's* namespace: enter

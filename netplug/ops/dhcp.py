@@ -21,10 +21,10 @@ import subprocess
 from dataclasses import dataclass
 
 from netplug.errors import ServiceError
+from netplug.ops.files import replace_file
 from netplug.ops.proc import live_argv, pids_mentioning
 
 DNSMASQ = "dnsmasq"
-
 
 
 def unavailable() -> str | None:
@@ -33,18 +33,11 @@ def unavailable() -> str | None:
         return "dnsmasq is not installed (Debian package dnsmasq-base)"
     return None
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    # no fsync: the config is rendered again from the state record at every start
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+
+def _write_config(path: str, text: str) -> None:
+    try:  # rendered again from the state record at every start
+        replace_file(path, text)
     except OSError as exc:  # a full or read-only state dir: a CNI error, and no half-written file
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise ServiceError(f"cannot write the DHCP config {path}: {exc.strerror}") from None
 
 
@@ -79,7 +72,7 @@ class Starting:
 def begin_start(config: str, conf_file: str, pid_file: str) -> Starting:
     """Write the config and start dnsmasq without waiting for it (the caller goes on with
     other work meanwhile, then calls `finish_start`)."""
-    _write_atomic(conf_file, config)
+    _write_config(conf_file, config)
     try:
         starter = subprocess.Popen([DNSMASQ, "-C", conf_file], stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)

@@ -26,6 +26,7 @@ from netplug import naming
 from netplug.apply import ServiceFiles
 from netplug.errors import StateError
 from netplug.model.record import AttachmentRecord
+from netplug.ops.files import replace_file
 
 DEFAULT_STATE_DIR = "/var/lib/netplug"
 log = logging.getLogger("netplug.store")
@@ -78,18 +79,10 @@ class Store:
 
     def save(self, record: AttachmentRecord) -> None:
         path = self._record_path(record.container_id, record.ifname)
-        tmp = f"{path}.tmp"
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(record.model_dump_json())
-            os.replace(tmp, path)
+            replace_file(path, record.model_dump_json(), 0o600)
         except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise StateError(f"cannot write the state of {record.container_id}/{record.ifname} to {path}: "
                              f"{exc.strerror}") from None
 
