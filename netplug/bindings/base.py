@@ -81,17 +81,27 @@ def parse_resolv_conf(text: str) -> ResolvConf:
     return ResolvConf(servers, search, domain)
 
 
+def _hashed(parts: tuple[str, ...]) -> bytes:
+    return hashlib.sha256("/".join(parts).encode()).digest()
+
+
+def _unicast_local(octets: bytes) -> str:
+    """The MAC of six octets, made unicast and locally administered (the first octet's low bits)."""
+    return ":".join(f"{o:02x}" for o in [octets[0] & 0xFC | 0x02, *octets[1:6]])
+
+
+# The two differ only in where the first octet comes from; both stay as they are, because
+# the MACs they gave are in users' guests (leases, interface configs) and in state records.
+
 def derived_mac(prefix: int, *parts: str) -> str:
-    """A locally administered unicast MAC that is stable for the same inputs."""
-    digest = hashlib.sha256("/".join(parts).encode()).digest()
-    octets = [prefix & 0xFE | 0x02, *digest[:5]]
-    return ":".join(f"{o:02x}" for o in octets)
+    """A locally administered unicast MAC, stable for the same inputs, whose first octet is
+    `prefix`'s (netplug's own links: 02:… bridges, fe:… taps, as KubeVirt's taps)."""
+    return _unicast_local(bytes([prefix]) + _hashed(parts)[:5])
 
 
 def stable_mac(namespace: str | None, vm_name: str, interface: str) -> str:
     """A locally administered unicast MAC that a VM's interface keeps across restarts."""
-    digest = hashlib.sha256(f"{namespace or 'default'}/{vm_name}/{interface}".encode()).digest()
-    return ":".join(f"{o:02x}" for o in [digest[0] & 0xFC | 0x02, *digest[1:6]])
+    return _unicast_local(_hashed((namespace or "default", vm_name, interface)))
 
 
 def eui64_link_local(mac: str) -> str:
