@@ -18,7 +18,7 @@ from netplug.model import vm
 from netplug.model.cni import Result
 from netplug.model.domain import DomainInterface, PciAddress
 from netplug.model.netconf import DOMAIN_NAME, BindingBase, TapBindingBase
-from netplug.model.netspec import NetSpec, PodInterface, VfFacts
+from netplug.model.netspec import LinkSpec, NetSpec, PodInterface, VfFacts
 
 #: the pod netns forwards IPv6 for the guest (masquerade: NAT66; bridge: the guest's router)
 IPV6_FORWARDING = "net/ipv6/conf/all/forwarding"
@@ -102,6 +102,14 @@ def derived_mac(prefix: int, *parts: str) -> str:
 def stable_mac(namespace: str | None, vm_name: str, interface: str) -> str:
     """A locally administered unicast MAC that a VM's interface keeps across restarts."""
     return _unicast_local(_hashed((namespace or "default", vm_name, interface)))
+
+
+def guest_tap(conf: TapBindingBase, tap: str, bridge: str, tag: str, mtu: int) -> LinkSpec:
+    """The tap the guest NIC opens, a port of the in-pod bridge: its MAC derived from the
+    attachment (fe:..., as KubeVirt's taps), owned by tapUid/tapGid (the user QEMU runs as),
+    multi-queue when the config asks for more than one queue."""
+    return LinkSpec(name=tap, kind="tap", mac=derived_mac(0xFE, tag, tap), mtu=mtu, master=bridge,
+                    owner_uid=conf.tapUid, owner_gid=conf.tapGid, multi_queue=conf.queues > 1)
 
 
 def eui64_link_local(mac: str) -> str:

@@ -53,6 +53,7 @@ from netplug.bindings.base import (
     dhcp_extras,
     eui64_link_local,
     guest_mac,
+    guest_tap,
     split_by_family,
     stable_mac,
     tap_domain_interface,
@@ -132,8 +133,7 @@ def plan_bridge(conf: BridgeConf, ctx: BindingContext) -> AttachmentPlan:
         bridge_link,
         LinkSpec(name=nic, kind="existing", takeover=pod, mac=bridge_mac, mtu=mtu, master=bridge,
                  learning=False),
-        LinkSpec(name=tap, kind="tap", mac=derived_mac(0xFE, tag, tap), mtu=mtu, master=bridge,
-                 owner_uid=conf.tapUid, owner_gid=conf.tapGid, multi_queue=conf.queues > 1),
+        guest_tap(conf, tap, bridge, tag, mtu),
         LinkSpec(name=pod.name, kind="ifb", mac=vm_mac, mtu=mtu, addresses=list(pod.addresses)),
     ]
     dhcp = None
