@@ -34,7 +34,7 @@ from netplug.errors import InvalidConfig, InvalidField, NetplugError
 from netplug.guest import pod_interface_of
 from netplug.model.multus import NetworkAttachmentDefinition, render_network_status
 from netplug.model.vm import VirtualMachineInstance, vmi_from_document
-from netplug.ops import link, netns, nft
+from netplug.ops import dhcp, link, netns, nft
 from netplug.ops.files import replace_file
 from netplug.ops.libvirt import qemu_pids
 from netplug.ops.proc import live_argv
@@ -302,9 +302,9 @@ class Standalone:
         waiting = {k: v for k, v in waiting.items() if os.path.exists(v.replace(".leases", ".conf"))}
         while waiting and time.monotonic() < deadline:
             for ifname, lease_file in list(waiting.items()):
-                lease = _first_lease(lease_file)
-                if lease:
-                    step(f"guest lease on {ifname}: {lease}")
+                leases = dhcp.leases(lease_file)
+                if leases:
+                    step(f"guest lease on {ifname}: {leases[0].address}")
                     del waiting[ifname]
             time.sleep(0.2)
         if waiting:
@@ -399,12 +399,8 @@ class Standalone:
                     lk = links[name_]
                     lines.append(f"    {name_:16} {lk.kind or 'veth':7} mtu {lk.mtu:<5} {'up' if lk.up else 'DOWN':4} "
                                  f"{('master ' + lk.master) if lk.master else ''} {' '.join(lk.addresses)}".rstrip())
-            leases = self.store.service_files(record["containerID"], pod_iface).leases
-            if os.path.exists(leases):
-                for lease_line in open(leases):
-                    fields = lease_line.split()
-                    if len(fields) >= 3 and fields[0].isdigit():
-                        lines.append(f"    DHCP lease: {fields[2]} to {fields[1]}")
+            for lease in dhcp.leases(self.store.service_files(record["containerID"], pod_iface).leases):
+                lines.append(f"    DHCP lease: {lease.address} to {lease.mac or lease.duid}")
         for table, objects in tables:
             if objects is None:
                 continue
@@ -495,18 +491,6 @@ def _last_line(path: str) -> str:
         return lines[-1][-300:] if lines else "no output"
     except OSError:
         return "no launcher log"
-
-
-def _first_lease(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 3 and fields[0].isdigit():  # expiry, MAC or IAID, address, ...
-                    return fields[2]
-    except OSError:
-        return None
-    return None
 
 
 def vm_qemus(record: dict) -> list[int]:
