@@ -1,4 +1,5 @@
-"""Every name netplug gives to something: links, nftables tables, state keys.
+"""Every name netplug gives to something: links, nftables tables, state keys, and the paths
+the agent uses on a node unless told otherwise.
 
 Names follow KubeVirt so a user who knows KubeVirt finds their way: the pod network's
 interface `eth0` gets bridge `k6t-eth0` and tap `tap0`; a secondary network N has pod
@@ -13,6 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+
+#: the agent's socket and state dir when neither NETPLUG_AGENT_SOCKET / --socket nor
+#: NETPLUG_STATE_DIR / --state-dir names one. The shim (cni/netplug) has its own copy, as it
+#: imports only the standard library; `netplug install-cni` writes the chosen ones into it.
+DEFAULT_SOCKET = "/run/netplug/agent.sock"
+DEFAULT_STATE_DIR = "/var/lib/netplug"
 
 IFNAMSIZ = 15
 HASH_LEN = 11

@@ -33,7 +33,7 @@ class NodeNetwork:
     name: str = "podnet"
     bridge: str = "netplug0"
     subnet: str = "10.89.0.0/16"
-    ipam_dir: str = "/var/lib/netplug/ipam"
+    ipam_dir: str = f"{naming.DEFAULT_STATE_DIR}/ipam"
     cni_version: str = "1.0.0"
 
     def conflist(self) -> dict:

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from netplug.errors import InvalidConfig, NetplugError
 from netplug.model import one_line
+from netplug.naming import DEFAULT_SOCKET, DEFAULT_STATE_DIR
 from runtime.install import install_shim
 
 
@@ -188,7 +189,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                                                tap_queues=interface_queues(vmi, iface) or 1,
                                                mtu=1500, pci_address="0000:00:00.0" if iface.binding == "sriov" else None)
         domain = plan_domain(vmi, wired, BootSource(kernel="/var/cache/netplug/guest/vmlinuz"), accelerated=False,
-                             serial_log="/var/lib/netplug/vms/serial.log")
+                             serial_log=os.path.join(DEFAULT_STATE_DIR, "vms", "serial.log"))
         print(to_string(domain_to_xml(domain)), end="")
     return 0
 
@@ -199,17 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     agent = sub.add_parser("agent", help="run the node agent")
-    agent.add_argument("--socket", default=os.environ.get("NETPLUG_AGENT_SOCKET", "/run/netplug/agent.sock"))
-    agent.add_argument("--state-dir", default=os.environ.get("NETPLUG_STATE_DIR", "/var/lib/netplug"))
+    agent.add_argument("--socket", default=os.environ.get("NETPLUG_AGENT_SOCKET", DEFAULT_SOCKET))
+    agent.add_argument("--state-dir", default=os.environ.get("NETPLUG_STATE_DIR", DEFAULT_STATE_DIR))
     agent.add_argument("--log-level", default=os.environ.get("NETPLUG_LOG_LEVEL", "INFO"),
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     agent.set_defaults(func=cmd_agent)
 
     install = sub.add_parser("install-cni", help="install the CNI shim into a CNI bin dir")
     install.add_argument("--bin-dir", default="/opt/cni/bin")
-    install.add_argument("--socket", default=os.environ.get("NETPLUG_AGENT_SOCKET", "/run/netplug/agent.sock"),
+    install.add_argument("--socket", default=os.environ.get("NETPLUG_AGENT_SOCKET", DEFAULT_SOCKET),
                          help="the agent's socket (baked into the shim)")
-    install.add_argument("--state-dir", default=os.environ.get("NETPLUG_STATE_DIR", "/var/lib/netplug"),
+    install.add_argument("--state-dir", default=os.environ.get("NETPLUG_STATE_DIR", DEFAULT_STATE_DIR),
                          help="the agent's state dir (baked in, for the in-process fallback)")
     install.add_argument("--python", default=sys.executable,
                          help="the interpreter kubelet runs the shim with, as the node sees it (default: this one)")
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     launch.set_defaults(func=cmd_launch)
 
-    state_dir = os.environ.get("NETPLUG_STATE_DIR", "/var/lib/netplug")
+    state_dir = os.environ.get("NETPLUG_STATE_DIR", DEFAULT_STATE_DIR)
     up = sub.add_parser("up", help="network and boot a VM on this machine (standalone mode)")
     up.add_argument("file", help="VirtualMachine or VirtualMachineInstance YAML (kubevirt.io/v1)")
     up.add_argument("--nad", action="append", metavar="FILE_OR_DIR", help="NetworkAttachmentDefinition YAML")

@@ -18,7 +18,7 @@ compiled from it at install time. Compiling the whole shim on every exec was a q
 instructions (~1.5 ms on the project's machine); loading compiled code is one marshal.loads.
 An interpreter of another Python version than the installer's compiles the source instead.
 
-May import: netplug.errors, netplug.ops.files, the standard library.
+May import: netplug.errors, netplug.naming, netplug.ops.files, the standard library.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from netplug.errors import NetplugError
+from netplug.naming import DEFAULT_SOCKET, DEFAULT_STATE_DIR
 from netplug.ops.files import replace_file
 
 SHIM_SOURCE = Path(__file__).resolve().parents[1] / "cni" / "netplug"
@@ -80,8 +81,8 @@ def node_python_version(python: str) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match and done.returncode == 0 else None
 
 
-def install_shim(bin_dir: str, python: str, socket_path: str = "/run/netplug/agent.sock",
-                 state_dir: str = "/var/lib/netplug", *, fallback: str = SAME, node_root: str = "/") -> str:
+def install_shim(bin_dir: str, python: str, socket_path: str = DEFAULT_SOCKET,
+                 state_dir: str = DEFAULT_STATE_DIR, *, fallback: str = SAME, node_root: str = "/") -> str:
     """Install the shim into `bin_dir` as `netplug`, with `#!python -IS` (python as the node sees
     it, checked at `node_root` + python), the agent's socket and state dir as its defaults, and
     `fallback` (an interpreter with netplug installed, SAME, or NO_FALLBACK) for the in-process

@@ -104,7 +104,7 @@ class Standalone:
         self.out = out
         self.bin_dir = os.path.join(state_dir, "bin")
         self.env = {"NETPLUG_STATE_DIR": state_dir,
-                    "NETPLUG_AGENT_SOCKET": os.environ.get("NETPLUG_AGENT_SOCKET", "/run/netplug/agent.sock")}
+                    "NETPLUG_AGENT_SOCKET": os.environ.get("NETPLUG_AGENT_SOCKET", naming.DEFAULT_SOCKET)}
         self.cni = CNIRuntime([self.bin_dir, REFERENCE_PLUGINS], os.path.join(state_dir, "cni-cache"), self.env)
         self.node = NodeNetwork(ipam_dir=os.path.join(state_dir, "ipam"))
 

@@ -35,7 +35,6 @@ from runtime.agent.handler import Handler
 from runtime.agent.store import Store
 
 log = logging.getLogger("netplug.agent")
-DEFAULT_SOCKET = "/run/netplug/agent.sock"
 MAGIC = b"NETPLUG/1\n"
 MAX_REQUEST = 2 << 20  # a 1 MiB config plus the environment
 #: DHCP services restarted at once: each start mostly waits for dnsmasq to be ready

@@ -1,6 +1,6 @@
 """Agent state on disk: one record per (container ID, interface), locks, service files.
 
-Layout under the state dir (`/var/lib/netplug`, or NETPLUG_STATE_DIR):
+Layout under the state dir (`/var/lib/netplug`, naming.DEFAULT_STATE_DIR, or NETPLUG_STATE_DIR):
 
     attachments/<container ID>/<ifname>.json   AttachmentRecord, written atomically
     services/<tag>.{conf,pid,leases,log}        the attachment's dnsmasq files
@@ -28,14 +28,13 @@ from netplug.errors import StateError
 from netplug.model.record import AttachmentRecord
 from netplug.ops.files import replace_file
 
-DEFAULT_STATE_DIR = "/var/lib/netplug"
 log = logging.getLogger("netplug.store")
 LOCK_STRIPES = 256
 
 
 def state_dir_from_env(env: dict[str, str] | None = None) -> str:
     env = os.environ if env is None else env
-    return env.get("NETPLUG_STATE_DIR") or DEFAULT_STATE_DIR
+    return env.get("NETPLUG_STATE_DIR") or naming.DEFAULT_STATE_DIR
 
 
 class Store:

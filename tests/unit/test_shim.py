@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from netplug import naming
 from runtime.agent.server import decode_request
 
 SHIM = Path(__file__).resolve().parents[2] / "cni" / "netplug"
@@ -115,6 +116,17 @@ def test_shim_imports_only_the_standard_library() -> None:
             modules.add(node.module.split(".")[0])
     assert modules, "found no imports at all: is this the shim?"
     assert sorted(modules - sys.stdlib_module_names) == []
+
+
+def test_the_shims_own_defaults_are_the_agents() -> None:
+    """The shim keeps its own copy of the agent's default socket and state dir (it imports
+    nothing of netplug): a shim run without `install-cni` must find the agent that runs with
+    no --socket and keeps its state where that agent does."""
+    assigned = {node.targets[0].id: node.value.value for node in ast.parse(SHIM.read_text()).body
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Constant)}
+    assert (assigned["DEFAULT_SOCKET"], assigned["DEFAULT_STATE_DIR"]) == (naming.DEFAULT_SOCKET,
+                                                                           naming.DEFAULT_STATE_DIR)
 
 
 # --- answered by the shim itself ---------------------------------------------------------------
