@@ -9,18 +9,18 @@ rolls the journal back and the pod is as it was (only what this ADD changed is u
 pre-existing link that collides is left alone). `remove` is DEL's tolerant teardown by name,
 from the spec alone; `check` lists every way the pod differs from the spec.
 
-May import: netplug.ops, netplug.render, netplug.model, netplug.errors.
+May import: netplug.ops, netplug.render, netplug.model, netplug.naming, netplug.errors.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from netplug import naming
 from netplug.errors import LinkConflict, LinkNotFound, NetplugError
 from netplug.model.netspec import LinkSpec, NetSpec, VfConfig, VfPlan
 from netplug.ops import dhcp, link, netns, nft, sriov, sysctl
@@ -150,7 +150,7 @@ def _apply_vf(spec: NetSpec, journal: Journal, checkpoint: Callable[[str], None]
     checkpoint("vf:config")
     if vf.netdev is not None:
         node = netns.NODE
-        staged = "vf" + hashlib.sha256(vf.pci.encode()).hexdigest()[:11]
+        staged = naming.vf_staging_name(vf.pci)
         with link.session() as links:
             links.move_to_netns(vf.netdev, spec.netns, staged)
         journal.push(f"VF netdev {vf.netdev}", _in_netns(spec.netns, lambda: _move_back(vf, node)))
@@ -168,9 +168,8 @@ def _apply_vf(spec: NetSpec, journal: Journal, checkpoint: Callable[[str], None]
 
 def _move_back(vf: VfPlan, node_netns: str) -> bool:
     """From inside the pod netns: the VF netdev (final or staged name) back to the node."""
-    staged = "vf" + hashlib.sha256(vf.pci.encode()).hexdigest()[:11]
     with link.session() as links:
-        for name in (vf.ifname, staged):
+        for name in (vf.ifname, naming.vf_staging_name(vf.pci)):
             if links.get(name) is not None:
                 links.set(name, state="down")
                 links.flush_addresses(name)

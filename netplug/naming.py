@@ -65,6 +65,12 @@ def nic_name(pod_interface: str) -> str:
     return suffix + "-nic" if len(suffix) <= IFNAMSIZ - 4 else network_hash(pod_interface) + "-nic"
 
 
+def vf_staging_name(pci: str) -> str:
+    """The name a VF's netdev has in the pod between its move there and its rename to the
+    attachment's interface (a clash with a pod link then leaves it in the node)."""
+    return "vf" + hashlib.sha256(pci.encode()).hexdigest()[:HASH_LEN]
+
+
 def nft_table_name(pod_interface: str) -> str:
     """The nftables table netplug owns for one pod interface (one per family)."""
     return "netplug_" + re.sub(r"[^A-Za-z0-9_]", "_", pod_interface)
