@@ -258,14 +258,11 @@ def ensure_service(spec: NetSpec, files: ServiceFiles) -> bool:
     return True
 
 
-def _same_netns(spec: NetSpec) -> bool:
+def same_netns(spec: NetSpec) -> bool:
+    """Whether the spec's netns path still names the namespace ADD wired: it exists and, where
+    ADD recorded its identity, is that one and not another made at the same path since."""
     current = netns.identity(spec.netns)
-    if current is None:
-        return False
-    if spec.netns_id is not None and current != spec.netns_id:
-        log.warning("%s names another netns than at ADD; not touching it", spec.netns)
-        return False
-    return True
+    return current is not None and spec.netns_id in (None, current)
 
 
 def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = frozenset()) -> list[str]:
@@ -274,10 +271,13 @@ def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = fr
     removed: list[str] = []
     stopping = dhcp.begin_stop(files.conf, files.pid)  # the daemon exits while the rest goes
     try:
+        wired = same_netns(spec)  # else links, rules and sysctls went with the namespace
+        if not wired and netns.exists(spec.netns):
+            log.warning("%s names another netns than at ADD; not touching it", spec.netns)
         if spec.vf is not None:
             vf = spec.vf
             node = netns.NODE
-            if vf.netdev is not None and _same_netns(spec):
+            if vf.netdev is not None and wired:
                 with netns.entered(spec.netns):
                     if _move_back(vf, node):
                         removed.append(f"VF netdev {vf.netdev} back in the node")
@@ -287,7 +287,7 @@ def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = fr
                 removed.append(f"VF {vf.pci} settings restored")
             except NetplugError as exc:  # PF gone or VFs re-created after a reboot: nothing to restore
                 log.warning("VF %s settings not restored: %s", vf.pci, exc.msg)
-        if _same_netns(spec):  # else links, rules and sysctls went with the namespace
+        if wired:
             try:
                 with netns.entered(spec.netns):
                     removed += _remove_in_netns(spec, keep_sysctls)

@@ -26,7 +26,7 @@ import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from netplug.apply import ensure_service
+from netplug.apply import ensure_service, same_netns
 from netplug.errors import NetplugError
 from netplug.model.record import AttachmentRecord
 from netplug.ops import dhcp, netns
@@ -192,10 +192,8 @@ class ServiceSupervisor(threading.Thread):
         for record in self.store.records():
             if record.status != "added" or record.netspec is None or record.netspec.dhcp is None:
                 continue
-            if netns.identity(record.netspec.netns) != (record.netspec.netns_id or netns.identity(record.netspec.netns)):
+            if not same_netns(record.netspec):
                 continue  # gone, or the path names another namespace now
-            if not os.path.exists(record.netspec.netns):
-                continue
             files = self.store.service_files(record.container_id, record.ifname)
             if dhcp.running(files.conf, files.pid) is None:
                 dead.append(record)

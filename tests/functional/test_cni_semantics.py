@@ -16,7 +16,7 @@ from tests.support.fixtures import (
     primary_by_hand,
 )
 from tests.support.spec import validate_error, validate_result
-from tests.support.topology import Netns, dhcp_lease, unique, veth
+from tests.support.topology import Netns, dhcp_lease, sh, unique, veth
 
 MASQ = {"type": "netplug", "binding": "masquerade"}
 
@@ -255,6 +255,32 @@ def test_agent_restart_brings_dhcp_back(netplug_agent, pod, guests, tmp_path):
     assert _run(netplug_agent, "DEL", config, pod).returncode == 0
     guest.remove()
     assert_nothing_left(netplug_agent, pod)
+
+
+def test_a_netns_path_that_names_another_namespace_since_add_is_never_touched(netplug_agent, pod):
+    """The pod's netns is gone (its DHCP service with it) and the same path names a new
+    namespace, which happens to hold links of the same names: neither the agent's restart of
+    DHCP services nor DEL touches it, and DEL still forgets the attachment."""
+    primary = primary_by_hand(pod)
+    config = {"cniVersion": "1.0.0", "name": "podnet", **MASQ, "prevResult": primary.prev_result("1.0.0")}
+    assert _run(netplug_agent, "ADD", config, pod).returncode == 0
+    netplug_agent.stop_agent()
+    for pid in netplug_agent.services():
+        os.kill(pid, 9)
+    pod.delete()
+    sh("ip", "netns", "add", pod.name)  # another namespace at the same path
+    pod.ip("link", "add", "k6t-eth0", "type", "veth", "peer", "name", "tap0")
+    pod.ip("addr", "add", "10.0.2.1/24", "dev", "k6t-eth0")  # where the guest's DHCP service would bind
+    for name in ("k6t-eth0", "tap0"):
+        pod.ip("link", "set", name, "up")
+    stranger = pod.snapshot()
+    netplug_agent.start_agent()  # it restarts the services it finds dead before it listens
+    assert netplug_agent.services() == [], "a DHCP service was started in another namespace"
+    run = _run(netplug_agent, "DEL", config, pod)
+    assert (run.returncode, run.stdout) == (0, ""), run.stdout
+    assert pod.snapshot() == stranger, "DEL changed a namespace it did not wire"
+    assert "names another netns than at ADD" in netplug_agent.agent_log()
+    assert not netplug_agent.records() and not netplug_agent.services()
 
 
 def test_reference_runtime_sees_plugin_errors(netplug, pod_network, pod):
