@@ -36,8 +36,9 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from runtime.install import install_shim  # noqa: E402
+from tests.support.agent import AgentDidNotStart, StateDirCensus, start_agent, stop_agent  # noqa: E402
 from tests.support.cnirt import PluginError, exec_plugin  # noqa: E402
-from tests.support.topology import Netns, in_isolated_world, processes_mentioning, sh, unique, veth  # noqa: E402
+from tests.support.topology import Netns, in_isolated_world, sh, unique, veth  # noqa: E402
 
 REFERENCE = "/usr/lib/cni"
 
@@ -211,7 +212,7 @@ class Chain:
 
 
 @dataclass
-class Node:
+class Node(StateDirCensus):
     """A benchmark's node: netplug's shim installed, its state dir and agent, the reference
     plugins, and a pod network on a node bridge (the reference bridge + host-local)."""
 
@@ -260,27 +261,16 @@ class Node:
         return os.path.join(self.workdir, "agent.log")
 
     def start_agent(self, log_level: str = "WARNING") -> subprocess.Popen:
-        log = open(self.agent_log, "a")
-        self.agent = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "agent", "--socket", self.socket, "--state-dir", self.state_dir,
-             "--log-level", log_level], cwd=self.tree, stdout=log, stderr=log)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(self.socket):
-            if self.agent.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the agent did not start; see {log.name}")
-            time.sleep(0.01)
+        try:
+            self.agent = start_agent(self.socket, self.state_dir, self.agent_log, cwd=self.tree, log_level=log_level)
+        except AgentDidNotStart as exc:
+            raise SystemExit(str(exc)) from None
         return self.agent
 
     def stop_agent(self, *, kill: bool = False) -> None:
-        if self.agent is None:
-            return
-        self.agent.kill() if kill else self.agent.terminate()
-        self.agent.wait()
-        self.agent = None
-        try:
-            os.unlink(self.socket)
-        except FileNotFoundError:
-            pass
+        if self.agent is not None:
+            stop_agent(self.agent, self.socket, signal.SIGKILL if kill else signal.SIGTERM)
+            self.agent = None
 
     # CNI
 
@@ -307,21 +297,7 @@ class Node:
             times.append(elapsed)
         return times[::-1]
 
-    # what exists
-
-    def services(self) -> list[int]:
-        """Live DHCP service processes (dnsmasq) started for this node's state dir."""
-        return processes_mentioning(os.path.join(self.state_dir, "services"))
-
-    def records(self) -> list[str]:
-        base = os.path.join(self.state_dir, "attachments")
-        if not os.path.isdir(base):
-            return []
-        return sorted(os.path.join(d, f) for d in os.listdir(base) for f in os.listdir(os.path.join(base, d)))
-
-    def service_files(self) -> list[str]:
-        base = os.path.join(self.state_dir, "services")
-        return sorted(os.listdir(base)) if os.path.isdir(base) else []
+    # what exists (and records, service_files, services: StateDirCensus)
 
     def allocations(self) -> list[str]:
         """host-local's allocations (one file per address) on every network of this node."""

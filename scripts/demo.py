@@ -21,11 +21,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from tests.support.agent import AgentDidNotStart, start_agent, stop_agent  # noqa: E402
 from tests.support.topology import Netns, in_isolated_world, sh, tcp_request, veth  # noqa: E402
 
 VM = os.path.join(REPO, "manifests", "examples", "testvm-secondary.yaml")
@@ -49,10 +49,10 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="netplug-demo-")
     env = {**os.environ, "NETPLUG_STATE_DIR": f"{work}/state", "NETPLUG_AGENT_SOCKET": f"{work}/agent.sock",
            "NETPLUG_TEST_GUEST_ARGS": f"e2e.ping={OUTSIDE}"}
-    agent = subprocess.Popen([sys.executable, "-m", "runtime.cli", "agent", "--socket", env["NETPLUG_AGENT_SOCKET"],
-                              "--state-dir", env["NETPLUG_STATE_DIR"], "--log-level", "WARNING"], cwd=REPO)
-    while not os.path.exists(env["NETPLUG_AGENT_SOCKET"]):
-        time.sleep(0.02)
+    try:
+        agent = start_agent(env["NETPLUG_AGENT_SOCKET"], env["NETPLUG_STATE_DIR"], None, log_level="WARNING")
+    except AgentDidNotStart as exc:
+        raise SystemExit(str(exc)) from None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below runs
     world, neighbour = Netns.create("demoout"), Netns.create("demonb")
     up = False
@@ -88,8 +88,7 @@ def main() -> int:
     finally:
         if up:
             netplug("down", "testvm", env=env, check=False)
-        agent.terminate()
-        agent.wait()
+        stop_agent(agent, env["NETPLUG_AGENT_SOCKET"], signal.SIGTERM)
         for ns in (world, neighbour):
             ns.delete()
         for link in ("demoup", "netplug0", "blue0"):

@@ -13,21 +13,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 
 import pytest
 
 from runtime.install import install_shim
+from tests.support.agent import StateDirCensus, start_agent, stop_agent
 from tests.support.cnirt import Runtime
-from tests.support.topology import Netns, processes_mentioning, sh, unique, veth
+from tests.support.topology import Netns, sh, unique, veth
 
 REFERENCE_PLUGINS = "/usr/lib/cni"
 _subnets = itertools.count(1)
 
 
 @dataclass
-class Netplug:
+class Netplug(StateDirCensus):
     """netplug as a runtime meets it: the shim on CNI_PATH, an agent or none, a state dir."""
 
     mode: str
@@ -54,42 +54,14 @@ class Netplug:
         return os.path.join(self.bin_dir, "netplug")
 
     def start_agent(self) -> None:
-        log = open(os.path.join(self.workdir, "agent.log"), "a")
-        env = {**os.environ, "NETPLUG_TEST_HOOKS": "1"}
-        self.agent = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "agent", "--socket", self.socket,
-             "--state-dir", self.state_dir], stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + 20
-        while not os.path.exists(self.socket):
-            if self.agent.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"agent did not start: {open(log.name).read()[-3000:]}")
-            time.sleep(0.02)
+        self.agent = start_agent(self.socket, self.state_dir, os.path.join(self.workdir, "agent.log"),
+                                 env={**os.environ, "NETPLUG_TEST_HOOKS": "1"}, timeout=20)
 
     def stop_agent(self, sig: int = signal.SIGKILL) -> None:
         """Stop the agent: SIGKILL (a crash) by default, SIGTERM as a rolling update does."""
         if self.agent is not None:
-            self.agent.send_signal(sig)
-            self.agent.wait()
+            stop_agent(self.agent, self.socket, sig)
             self.agent = None
-            try:
-                os.unlink(self.socket)
-            except FileNotFoundError:
-                pass
-
-    def records(self) -> list[str]:
-        base = os.path.join(self.state_dir, "attachments")
-        if not os.path.isdir(base):
-            return []
-        return sorted(os.path.join(d, f) for d in os.listdir(base) for f in os.listdir(os.path.join(base, d)))
-
-    def service_files(self) -> list[str]:
-        """Files of DHCP services (config, pid, leases, log) in the state dir."""
-        base = os.path.join(self.state_dir, "services")
-        return sorted(os.listdir(base)) if os.path.isdir(base) else []
-
-    def services(self) -> list[int]:
-        """Live processes (dnsmasq) started for this state dir."""
-        return processes_mentioning(os.path.join(self.state_dir, "services"))
 
     def agent_log(self) -> str:
         path = os.path.join(self.workdir, "agent.log")
