@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 #: the agent's socket and state dir when neither NETPLUG_AGENT_SOCKET / --socket nor
 #: NETPLUG_STATE_DIR / --state-dir names one. The shim (cni/netplug) has its own copy, as it
@@ -63,6 +64,27 @@ def nic_name(pod_interface: str) -> str:
     """The pod interface's name once a bridge binding made it a bridge port (KubeVirt's)."""
     suffix = _suffix(pod_interface)[0]
     return suffix + "-nic" if len(suffix) <= IFNAMSIZ - 4 else network_hash(pod_interface) + "-nic"
+
+
+@dataclass(frozen=True)
+class InterfaceLinks:
+    """The names of what a tap binding makes for one pod interface, and of that interface."""
+
+    pod: str
+    bridge: str
+    tap: str
+    #: the pod interface once a bridge binding made it a port of the bridge
+    nic: str
+    nft_table: str
+
+    def from_the_guest(self) -> tuple[str, str, str, str]:
+        """The links in the order a guest's frame passes them: tap, bridge, nic, pod interface."""
+        return self.tap, self.bridge, self.nic, self.pod
+
+
+def interface_links(pod_interface: str) -> InterfaceLinks:
+    return InterfaceLinks(pod=pod_interface, bridge=bridge_name(pod_interface), tap=tap_name(pod_interface),
+                          nic=nic_name(pod_interface), nft_table=nft_table_name(pod_interface))
 
 
 def vf_staging_name(pci: str) -> str:

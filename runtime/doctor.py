@@ -81,7 +81,7 @@ def check_interface(vmi: VirtualMachineInstance, iface_name: str, netns_path: st
                     launcher_running: bool, netspec: NetSpec | None = None) -> list[Hop]:
     iface = next(i for i in vmi.spec.domain.devices.interfaces if i.name == iface_name)
     pod_iface = pod_interface_of(vmi.network(iface.name))
-    tap_name, bridge_name, nic_name = naming.tap_name(pod_iface), naming.bridge_name(pod_iface), naming.nic_name(pod_iface)
+    tap_name, bridge_name, nic_name, _ = naming.interface_links(pod_iface).from_the_guest()
     if not os.path.exists(netns_path):
         return [Hop("pod", False, f"netns {netns_path} is gone", ["netplug down the VM and up it again"])]
     if netspec is None:

@@ -376,25 +376,23 @@ class Standalone:
         macs = {i["name"]: i for i in state["status"].get("interfaces", [])}
         with open(os.path.join(paths.root, "vm.yaml")) as f:
             vmi = vmi_from_document(yaml.safe_load(f))
+        names = {i.name: naming.interface_links(pod_interface_of(vmi.network(i.name)))
+                 for i in vmi.spec.domain.devices.interfaces}
         links, tables = {}, []
         if os.path.exists(netns_path):
             with netns.entered(netns_path), link.session() as session:
-                for iface in vmi.spec.domain.devices.interfaces:
-                    pod_iface = pod_interface_of(vmi.network(iface.name))
-                    for name_ in (pod_iface, naming.tap_name(pod_iface), naming.bridge_name(pod_iface),
-                                  naming.nic_name(pod_iface)):
-                        found = session.get(name_)
-                        if found is not None:
-                            links[name_] = found
-                tables = [(t, nft.list_table("ip", t)) for t in {naming.nft_table_name(pod_interface_of(vmi.network(i.name)))
-                                                                  for i in vmi.spec.domain.devices.interfaces}]
+                for name_ in {n for of_iface in names.values() for n in of_iface.from_the_guest()}:
+                    found = session.get(name_)
+                    if found is not None:
+                        links[name_] = found
+                tables = [(t, nft.list_table("ip", t)) for t in {of_iface.nft_table for of_iface in names.values()}]
         for iface in vmi.spec.domain.devices.interfaces:
-            pod_iface = pod_interface_of(vmi.network(iface.name))
+            pod_iface = names[iface.name].pod
             status = macs.get(iface.name, {})
             lines.append(f"  {iface.name}: binding {iface.binding}, network {vmi.network(iface.name).name}, "
                          f"pod interface {pod_iface}")
             lines.append(f"    guest MAC {status.get('mac', '?')}, VMI IPs {', '.join(status.get('ipAddresses', [])) or '-'}")
-            for name_ in (naming.tap_name(pod_iface), naming.bridge_name(pod_iface), naming.nic_name(pod_iface), pod_iface):
+            for name_ in names[iface.name].from_the_guest():
                 if name_ in links:
                     lk = links[name_]
                     lines.append(f"    {name_:16} {lk.kind or 'veth':7} mtu {lk.mtu:<5} {'up' if lk.up else 'DOWN':4} "

@@ -24,6 +24,13 @@ def test_secondary_network_links() -> None:
     assert naming.tap_name("pod16477688c0e") == "tap16477688c0e"
 
 
+def test_the_links_of_a_pod_interface_from_the_guest_outwards() -> None:
+    links = naming.interface_links("pod16477688c0e")
+    assert links.from_the_guest() == ("tap16477688c0e", "k6t-16477688c0e", "16477688c0e-nic", "pod16477688c0e")
+    assert naming.interface_links("eth0").from_the_guest() == ("tap0", "k6t-eth0", "eth0-nic", "eth0")
+    assert naming.interface_links("eth0").nft_table == "netplug_eth0"
+
+
 @pytest.mark.parametrize(("pod_interface", "bridge", "tap"),
                          [("net1", "k6t-net1", "tap1"), ("net12", "k6t-net12", "tap12")])
 def test_ordinal_secondary_interfaces(pod_interface: str, bridge: str, tap: str) -> None:
