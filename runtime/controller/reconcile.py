@@ -140,8 +140,8 @@ class Reconciler:
         vmi = self.kube.get(VMIS, namespace, name)
         error: tuple[str, str] | None = None
         if vmi is not None and not owned_by(vmi, vm):
-            error = ("FailedCreate", f'a VirtualMachineInstance "{namespace}/{name}" exists that this VM does not own')
-            self.recorder.warning(vm, *error)
+            error = self._failed(vm, "FailedCreate",
+                                 f'a VirtualMachineInstance "{namespace}/{name}" exists that this VM does not own')
             self._write_status(VMS, vm, lifecycle.vm_status(vm, None, lifecycle.Action("none"), now, error))
             return self.settings.retry_invalid_after
 
@@ -160,8 +160,7 @@ class Reconciler:
         try:
             action = lifecycle.decide(vm, vmi, now)
         except InvalidConfig as exc:
-            action, error = lifecycle.Action("none"), ("InvalidSpec", exc.msg)
-            self.recorder.warning(vm, *error)
+            action, error = lifecycle.Action("none"), self._failed(vm, "InvalidSpec", exc.msg)
         requeue = action.requeue_after
         if action.kind == "start":
             vmi, error = self._start(vm)
@@ -173,28 +172,38 @@ class Reconciler:
                                                           self.settings.start_backoff))
         return requeue
 
+    def _failed(self, obj: dict, reason: str, message: str) -> tuple[str, str]:
+        """The error (reason, message) for `obj`'s status, announced by a Warning event on it."""
+        self.recorder.warning(obj, reason, message)
+        return reason, message
+
+    def _create(self, owner: dict, resource, manifest: dict, what: str,
+                created: str) -> tuple[dict | None, tuple[str, str] | None]:
+        """Create `manifest`, `owner`'s child, in `owner`'s namespace: (the object, None), with
+        a Normal event `created` on `owner`; (None, FailedCreate) when the API refuses it. One
+        created by an earlier pass whose answer was lost (409) is the object; a transient error
+        raises (the work queue retries)."""
+        namespace = meta(owner)["namespace"]
+        try:
+            child = self.kube.create(resource, namespace, manifest)
+        except ApiError as exc:
+            if exc.status == 409:
+                return self.kube.get(resource, namespace, manifest["metadata"]["name"]), None
+            if exc.transient:
+                raise
+            return None, self._failed(owner, "FailedCreate", f"the API refused the {what}: {exc.message}")
+        self.recorder.normal(owner, "SuccessfulCreate", created)
+        return child, None
+
     def _start(self, vm: dict) -> tuple[dict | None, tuple[str, str] | None]:
-        m = meta(vm)
         desired = lifecycle.desired_vmi(vm, self.settings.default_binding)
         try:
             # everything the VMI's pod will need, checked now: an invalid VM makes nothing
             launcher_pod(desired, self.nads_for(desired), self.launcher_settings(), base="spec.template.spec")
         except InvalidConfig as exc:
-            self.recorder.warning(vm, "FailedCreate", exc.msg)
-            return None, ("FailedCreate", exc.msg)
-        try:
-            vmi = self.kube.create(VMIS, m["namespace"], desired)
-        except ApiError as exc:
-            if exc.status == 409:  # created by an earlier pass whose answer was lost
-                return self.kube.get(VMIS, m["namespace"], m["name"]), None
-            if exc.transient:
-                raise
-            message = f"the API refused the VirtualMachineInstance: {exc.message}"
-            self.recorder.warning(vm, "FailedCreate", message)
-            return None, ("FailedCreate", message)
-        self.recorder.normal(vm, "SuccessfulCreate", f"Started the virtual machine by creating the new virtual "
-                                                     f"machine instance {m['name']}")
-        return vmi, None
+            return None, self._failed(vm, "FailedCreate", exc.msg)
+        return self._create(vm, VMIS, desired, "VirtualMachineInstance", "Started the virtual machine by creating "
+                            f"the new virtual machine instance {desired['metadata']['name']}")
 
     def _stop(self, vm: dict, vmi: dict, why: str) -> dict | None:
         m, vmi_meta = meta(vm), meta(vmi)
@@ -214,8 +223,7 @@ class Reconciler:
         pod = self.kube.get(PODS, namespace, pod_name(vmi))
         error: tuple[str, str] | None = None
         if pod is not None and not owned_by(pod, vmi):
-            error = ("FailedCreate", f'a pod "{namespace}/{pod_name(vmi)}" exists that this VMI does not own')
-            self.recorder.warning(vmi, *error)
+            error = self._failed(vmi, "FailedCreate", f'a pod "{namespace}/{pod_name(vmi)}" exists that this VMI does not own')
             pod = None
 
         try:
@@ -249,22 +257,10 @@ class Reconciler:
         return self.settings.retry_invalid_after if error else None
 
     def _create_pod(self, vmi: dict) -> tuple[dict | None, tuple[str, str] | None]:
-        namespace = meta(vmi)["namespace"]
         try:
             manifest = launcher_pod(vmi, self.nads_for(vmi), self.launcher_settings())
         except InvalidConfig as exc:
-            self.recorder.warning(vmi, "FailedCreate", exc.msg)
-            return None, ("FailedCreate", exc.msg)
-        try:
-            pod = self.kube.create(PODS, namespace, manifest)
-        except ApiError as exc:
-            if exc.status == 409:
-                return self.kube.get(PODS, namespace, manifest["metadata"]["name"]), None
-            if exc.transient:
-                raise
-            message = f"the API refused the launcher pod: {exc.message}"
-            self.recorder.warning(vmi, "FailedCreate", message)
-            return None, ("FailedCreate", message)
-        self.recorder.normal(vmi, "SuccessfulCreate", f"Created virtual machine pod {manifest['metadata']['name']}")
-        return pod, None
+            return None, self._failed(vmi, "FailedCreate", exc.msg)
+        return self._create(vmi, PODS, manifest, "launcher pod",
+                            f"Created virtual machine pod {manifest['metadata']['name']}")
 
