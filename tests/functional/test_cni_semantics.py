@@ -239,13 +239,18 @@ def test_agent_socket_is_private(netplug_agent):
     assert mode == 0o600
 
 
-def test_agent_restart_brings_dhcp_back(netplug_agent, pod, guests, tmp_path):
-    primary = primary_by_hand(pod)
-    config = {"cniVersion": "1.0.0", "name": "podnet", **MASQ, "prevResult": primary.prev_result("1.0.0")}
-    assert _run(netplug_agent, "ADD", config, pod).returncode == 0
-    netplug_agent.stop_agent()
-    for pid in netplug_agent.services():
+def _added_then_agent_and_services_killed(np, pod) -> dict:
+    """A masquerade attachment ADDed, then the agent and its DHCP service killed; the config."""
+    config = {"cniVersion": "1.0.0", "name": "podnet", **MASQ, "prevResult": primary_by_hand(pod).prev_result("1.0.0")}
+    assert _run(np, "ADD", config, pod).returncode == 0
+    np.stop_agent()
+    for pid in np.services():
         os.kill(pid, 9)
+    return config
+
+
+def test_agent_restart_brings_dhcp_back(netplug_agent, pod, guests, tmp_path):
+    config = _added_then_agent_and_services_killed(netplug_agent, pod)
     netplug_agent.start_agent()
     assert len(netplug_agent.services()) == 1
     assert json.loads(netplug_agent.agent_log().splitlines()[-1])["msg"].startswith("listening")
@@ -261,12 +266,7 @@ def test_a_netns_path_that_names_another_namespace_since_add_is_never_touched(ne
     """The pod's netns is gone (its DHCP service with it) and the same path names a new
     namespace, which happens to hold links of the same names: neither the agent's restart of
     DHCP services nor DEL touches it, and DEL still forgets the attachment."""
-    primary = primary_by_hand(pod)
-    config = {"cniVersion": "1.0.0", "name": "podnet", **MASQ, "prevResult": primary.prev_result("1.0.0")}
-    assert _run(netplug_agent, "ADD", config, pod).returncode == 0
-    netplug_agent.stop_agent()
-    for pid in netplug_agent.services():
-        os.kill(pid, 9)
+    config = _added_then_agent_and_services_killed(netplug_agent, pod)
     pod.delete()
     sh("ip", "netns", "add", pod.name)  # another namespace at the same path
     pod.ip("link", "add", "k6t-eth0", "type", "veth", "peer", "name", "tap0")
