@@ -2,12 +2,12 @@
 
 `apply` creates links (or takes over the pod interface as a bridge port), addresses, routes,
 sysctls, the nftables rulesets (NAT, spoof guard, service fence) and the DHCP service in that
-order (dnsmasq is started as soon as the link it serves is up and waited for last, so that it
-comes up while the rest is made) and pushes one undo step per change onto a `Journal`; if
-anything fails the caller
-rolls the journal back and the pod is as it was (only what this ADD changed is undone: a
-pre-existing link that collides is left alone). `remove` is DEL's tolerant teardown by name,
-from the spec alone; `check` lists every way the pod differs from the spec.
+order (dnsmasq is started once the link it serves is up and the pod interface is taken over,
+and waited for last, so that it comes up while the rest is made) and pushes one undo step per
+change onto a `Journal`; if anything fails the caller rolls the journal back and the pod is as
+it was (only what this ADD changed is undone: a pre-existing link that collides is left alone).
+`remove` is DEL's tolerant teardown by name, from the spec alone; `check` lists every way the
+pod differs from the spec.
 
 May import: netplug.ops, netplug.render, netplug.model, netplug.naming, netplug.errors.
 """
@@ -183,6 +183,11 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
     if spec.vf is not None:
         _apply_vf(spec, journal, checkpoint)
     starting = None
+    # dnsmasq comes up (~5 ms, mostly its own exec) while the rest is made: once the link it
+    # serves is up and no link is renamed any more (its start lists the netns's interfaces,
+    # and fails with ENODEV when one is renamed meanwhile: a bridge binding's take-over)
+    start_after = max((n for n, w in enumerate(spec.links) if spec.dhcp is not None
+                       and (w.name == spec.dhcp.interface or w.kind == "existing")), default=None)
     with netns.entered(spec.netns), link.session() as links:
         freed = {w.takeover.name for w in spec.links if w.takeover is not None}
         for wanted in spec.links:
@@ -190,7 +195,7 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
                 raise LinkNotFound(f'pod interface "{wanted.takeover.name}" is gone from {spec.netns}')
             if wanted.name not in freed and links.exists(wanted.name):
                 raise LinkConflict(f'link "{wanted.name}" already exists in the pod netns {spec.netns}')
-        for wanted in spec.links:
+        for n, wanted in enumerate(spec.links):
             if wanted.kind == "existing":
                 journal.push(f"pod interface {wanted.name}", _give_back_in(spec.netns, wanted))
                 _take_over(links, wanted)
@@ -214,8 +219,7 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
             for address in wanted.addresses:
                 links.add_address(wanted.name, address)
             links.set_up(wanted.name, master=master)
-            if spec.dhcp is not None and wanted.name == spec.dhcp.interface:
-                # dnsmasq comes up (~5 ms, mostly its own exec) while the rest is made
+            if n == start_after:
                 starting = _start_service(spec, files, journal)
         # only now: a route the pod interface still held would have kept its place
         for wanted in spec.links:
