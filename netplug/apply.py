@@ -305,6 +305,16 @@ def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = fr
     return removed
 
 
+def _is_the_pod_interface(links: link.Links, spec: NetSpec, name: str) -> bool:
+    """Whether the link `name`, which the spec creates, is the pod interface itself: a bridge
+    binding's ifb takes the pod interface's name, and before the take-over (an ADD cut short
+    there) or after the give-back (a DEL cut short) that name is the pod interface's again."""
+    if not any(w.takeover is not None and w.takeover.name == name for w in spec.links):
+        return False
+    found = links.get(name)
+    return found is not None and found.kind != "ifb"
+
+
 def _remove_in_netns(spec: NetSpec, keep_sysctls: frozenset[str]) -> list[str]:
     removed = []
     # Sysctls first: writing ip_forward takes the rtnl lock, which deleting a bridge holds
@@ -320,7 +330,8 @@ def _remove_in_netns(spec: NetSpec, keep_sysctls: frozenset[str]) -> list[str]:
     with link.session() as links:
         # Created links go in one batch (one set of kernel RCU waits), before a taken-over pod
         # interface gets its name back (a bridge binding's ifb holds that name meanwhile).
-        created = [wanted.name for wanted in reversed(spec.links) if wanted.kind != "existing"]
+        created = [wanted.name for wanted in reversed(spec.links)
+                   if wanted.kind != "existing" and not _is_the_pod_interface(links, spec, wanted.name)]
         removed += [f"link {name}" for name in links.delete_all(created, spec.link_group)]
         for wanted in reversed(spec.links):
             if wanted.kind == "existing" and _give_back(links, wanted):
