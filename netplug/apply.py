@@ -104,14 +104,22 @@ def _take_over(links: link.Links, wanted: LinkSpec) -> None:
 
 
 def _give_back(links: link.Links, wanted: LinkSpec) -> bool:
-    """Undo `_take_over`: the pod interface as the primary CNI made it. False if not taken."""
+    """Undo `_take_over`: the pod interface as the primary CNI made it. False if it is gone.
+    Each step may be done already, by a take-over or a give-back that a crash cut short (the
+    interface down, or without its addresses or routes, under its own name and MAC): what is
+    missing is put back, and what is there stays."""
     assert wanted.takeover is not None
     original = wanted.takeover
-    if not links.exists(wanted.name):
-        return False
-    links.set(wanted.name, master=0)
-    links.set(wanted.name, state="down")
-    links.set(wanted.name, ifname=original.name, address=original.mac, mtu=original.mtu)
+    if links.exists(wanted.name):
+        links.set(wanted.name, master=0)
+        links.set(wanted.name, state="down")
+        links.set(wanted.name, ifname=original.name, address=original.mac, mtu=original.mtu)
+    else:
+        found = links.get(original.name)
+        # under its own name, the pod interface has its own MAC (the rename changes both at
+        # once); a bridge binding's ifb holds that name only while the interface is a port
+        if found is None or found.kind == "ifb" or (found.mac or "").lower() != original.mac.lower():
+            return False
     links.set_up(original.name)
     for address in original.addresses:
         links.add_address(original.name, address)
