@@ -6,8 +6,12 @@ order (dnsmasq is started once the link it serves is up and the pod interface is
 and waited for last, so that it comes up while the rest is made) and pushes one undo step per
 change onto a `Journal`; if anything fails the caller rolls the journal back and the pod is as
 it was (only what this ADD changed is undone: a pre-existing link that collides is left alone).
-`remove` is DEL's tolerant teardown by name, from the spec alone; `check` lists every way the
-pod differs from the spec.
+`remove` is DEL's tolerant teardown by name, from the spec alone, which a later DEL finishes
+wherever a crash cut it short; `check` lists every way the pod differs from the spec.
+
+Test hook: `apply` and `remove` call `checkpoint(step)` at each step boundary (a no-op unless
+the handler's NETPLUG_TEST_HOOKS listens: tests/reliability/test_crash.py kills the process
+at each).
 
 May import: netplug.ops, netplug.render, netplug.model, netplug.naming, netplug.errors.
 """
@@ -60,7 +64,8 @@ class Journal:
                 log.error("rollback of %s failed: %s", what, exc)
 
 
-def _no_checkpoint(step: str) -> None:
+def no_checkpoint(step: str) -> None:
+    """What `apply` and `remove` call at each step boundary when no test hook listens."""
     return None
 
 
@@ -91,19 +96,20 @@ def _rulesets(spec: NetSpec) -> list[tuple[str, str, dict]]:
     return tables
 
 
-def _take_over(links: link.Links, wanted: LinkSpec) -> None:
+def _take_over(links: link.Links, wanted: LinkSpec, checkpoint: Callable[[str], None]) -> None:
     """Make the pod interface a bridge port: down, no addresses, renamed, new MAC."""
     assert wanted.takeover is not None
     original = wanted.takeover.name
     links.set(original, state="down")
     links.flush_addresses(original)
+    checkpoint("takeover:flushed")
     attrs: dict[str, object] = {"ifname": wanted.name}
     if wanted.mac:
         attrs["address"] = wanted.mac
     links.set(original, **attrs)
 
 
-def _give_back(links: link.Links, wanted: LinkSpec) -> bool:
+def _give_back(links: link.Links, wanted: LinkSpec, checkpoint: Callable[[str], None] = no_checkpoint) -> bool:
     """Undo `_take_over`: the pod interface as the primary CNI made it. False if it is gone.
     Each step may be done already, by a take-over or a give-back that a crash cut short (the
     interface down, or without its addresses or routes, under its own name and MAC): what is
@@ -114,6 +120,7 @@ def _give_back(links: link.Links, wanted: LinkSpec) -> bool:
         links.set(wanted.name, master=0)
         links.set(wanted.name, state="down")
         links.set(wanted.name, ifname=original.name, address=original.mac, mtu=original.mtu)
+        checkpoint("del:pod-interface-renamed")
     else:
         found = links.get(original.name)
         # under its own name, the pod interface has its own MAC (the rename changes both at
@@ -187,7 +194,7 @@ def _move_back(vf: VfPlan, node_netns: str) -> bool:
 
 
 def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
-          checkpoint: Callable[[str], None] = _no_checkpoint) -> None:
+          checkpoint: Callable[[str], None] = no_checkpoint) -> None:
     if spec.vf is not None:
         _apply_vf(spec, journal, checkpoint)
     starting = None
@@ -206,7 +213,7 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
         for n, wanted in enumerate(spec.links):
             if wanted.kind == "existing":
                 journal.push(f"pod interface {wanted.name}", _give_back_in(spec.netns, wanted))
-                _take_over(links, wanted)
+                _take_over(links, wanted, checkpoint)
             else:
                 if wanted.kind == "bridge":
                     links.create_bridge(wanted.name, wanted.mac, wanted.mtu, group=spec.link_group)
@@ -244,7 +251,7 @@ def apply(spec: NetSpec, files: ServiceFiles, journal: Journal,
             journal.push(f"nft table {family} {table}",
                          _in_netns(spec.netns, lambda f=family, t=table: nft.delete_table(f, t)))
             nft.load(document)
-            checkpoint(f"nft:{family}")
+            checkpoint(f"nft:{family}:{table}")
 
         if spec.dhcp is not None:
             dhcp.finish_start(starting or _start_service(spec, files, journal))
@@ -277,11 +284,14 @@ def same_netns(spec: NetSpec) -> bool:
     return current is not None and spec.netns_id in (None, current)
 
 
-def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = frozenset()) -> list[str]:
-    """Tear down everything `spec` names; tolerant of what is already gone. What was removed.
-    Pod-wide sysctls in `keep_sysctls` are still needed by another attachment: not restored."""
+def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = frozenset(),
+           checkpoint: Callable[[str], None] = no_checkpoint) -> list[str]:
+    """Tear down everything `spec` names; tolerant of what is already gone, so that a DEL cut
+    short at any step is finished by the next. What was removed. Pod-wide sysctls in
+    `keep_sysctls` are still needed by another attachment: not restored."""
     removed: list[str] = []
     stopping = dhcp.begin_stop(files.conf, files.pid)  # the daemon exits while the rest goes
+    checkpoint("del:dhcp-signalled")
     try:
         wired = same_netns(spec)  # else links, rules and sysctls went with the namespace
         if not wired and netns.exists(spec.netns):
@@ -293,16 +303,18 @@ def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = fr
                 with netns.entered(spec.netns):
                     if _move_back(vf, node):
                         removed.append(f"VF netdev {vf.netdev} back in the node")
+                checkpoint("del:vf-netdev")
             _unlink(vf.device_info_file)
             try:
                 sriov.set_vf_config(vf.pf, vf.index, _vf_settings(vf.restore))
                 removed.append(f"VF {vf.pci} settings restored")
             except NetplugError as exc:  # PF gone or VFs re-created after a reboot: nothing to restore
                 log.warning("VF %s settings not restored: %s", vf.pci, exc.msg)
+            checkpoint("del:vf-config")
         if wired:
             try:
                 with netns.entered(spec.netns):
-                    removed += _remove_in_netns(spec, keep_sysctls)
+                    removed += _remove_in_netns(spec, keep_sysctls, checkpoint)
             except NetplugError as exc:
                 if netns.exists(spec.netns):
                     raise
@@ -310,6 +322,7 @@ def remove(spec: NetSpec, files: ServiceFiles, keep_sysctls: frozenset[str] = fr
     finally:
         if dhcp.finish_stop(stopping):
             removed.insert(0, "dhcp service")
+    checkpoint("del:dhcp")
     return removed
 
 
@@ -323,7 +336,7 @@ def _is_the_pod_interface(links: link.Links, spec: NetSpec, name: str) -> bool:
     return found is not None and found.kind != "ifb"
 
 
-def _remove_in_netns(spec: NetSpec, keep_sysctls: frozenset[str]) -> list[str]:
+def _remove_in_netns(spec: NetSpec, keep_sysctls: frozenset[str], checkpoint: Callable[[str], None]) -> list[str]:
     removed = []
     # Sysctls first: writing ip_forward takes the rtnl lock, which deleting a bridge holds
     # through an RCU barrier.
@@ -333,17 +346,22 @@ def _remove_in_netns(spec: NetSpec, keep_sysctls: frozenset[str]) -> list[str]:
         if key.restore is not None and sysctl.read(key.key) == key.value:
             sysctl.write(key.key, key.restore)
             removed.append(f"sysctl {key.key}={key.restore}")
-    removed += [f"nft table {family} {table}" for family, table, _ in _rulesets(spec)
-                if nft.delete_table(family, table)]
+    checkpoint("del:sysctls")
+    for family, table, _ in _rulesets(spec):
+        if nft.delete_table(family, table):
+            removed.append(f"nft table {family} {table}")
+        checkpoint(f"del:nft:{family}:{table}")
     with link.session() as links:
         # Created links go in one batch (one set of kernel RCU waits), before a taken-over pod
         # interface gets its name back (a bridge binding's ifb holds that name meanwhile).
         created = [wanted.name for wanted in reversed(spec.links)
                    if wanted.kind != "existing" and not _is_the_pod_interface(links, spec, wanted.name)]
         removed += [f"link {name}" for name in links.delete_all(created, spec.link_group)]
+        checkpoint("del:links")
         for wanted in reversed(spec.links):
-            if wanted.kind == "existing" and _give_back(links, wanted):
+            if wanted.kind == "existing" and _give_back(links, wanted, checkpoint):
                 removed.append(f"pod interface {wanted.takeover.name} restored")
+                checkpoint("del:pod-interface")
     return removed
 
 
