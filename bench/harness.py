@@ -38,7 +38,14 @@ if REPO not in sys.path:
 from runtime.install import install_shim  # noqa: E402
 from tests.support.agent import AgentDidNotStart, StateDirCensus, start_agent, stop_agent  # noqa: E402
 from tests.support.cnirt import PluginError, exec_plugin  # noqa: E402
-from tests.support.topology import Netns, in_isolated_world, sh, unique, veth  # noqa: E402
+from tests.support.topology import (  # noqa: E402
+    Netns,
+    host_local_allocations,
+    in_isolated_world,
+    sh,
+    unique,
+    veth,
+)
 
 REFERENCE = "/usr/lib/cni"
 
@@ -300,12 +307,8 @@ class Node(StateDirCensus):
     # what exists (and records, service_files, services: StateDirCensus)
 
     def allocations(self) -> list[str]:
-        """host-local's allocations (one file per address) on every network of this node."""
-        found = []
-        for network in os.listdir(self.ipam_dir) if os.path.isdir(self.ipam_dir) else []:
-            directory = os.path.join(self.ipam_dir, network)
-            found += [f"{network}/{f}" for f in os.listdir(directory) if f[0].isdigit() or ":" in f]
-        return sorted(found)
+        """host-local's allocations on every network of this node, as "<network>/<address>"."""
+        return sorted(host_local_allocations(self.ipam_dir))
 
     def close(self) -> None:
         self.stop_agent()

@@ -5,7 +5,6 @@ and exit code 2 with nothing created; a killed `up` is cleaned up by `down`."""
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ from netplug.ops.proc import live_argv
 from netplug.pod import NodeNetwork
 from runtime.standalone import vm_qemus
 from tests.e2e.conftest import REPO, UP_TIMEOUT
-from tests.support.topology import processes_mentioning
+from tests.support.topology import host_local_allocations, processes_mentioning
 
 TESTVM = os.path.join(REPO, "manifests", "examples", "testvm.yaml")
 
@@ -64,8 +63,7 @@ def _leftovers(state: str, names: tuple[str, ...] = ("testvm",), qemus: list[int
         "node bridge ports": [p["ifname"] for p in json.loads(ports.stdout or "[]")] if ports.returncode == 0 else [],
         "ipMasq rules": [line for line in nat.splitlines() if any(cid in line for cid in container_ids)],
         "cached CNI results": os.listdir(results) if os.path.isdir(results) else [],
-        "host-local allocations": [os.path.join(d, f) for d, _, files in os.walk(os.path.join(state, "ipam"))
-                                   for f in files if _is_address(f)],
+        "host-local allocations": list(host_local_allocations(os.path.join(state, "ipam"))),
     }
 
 
@@ -75,14 +73,6 @@ NODE_SIDE = ("node bridge ports", "ipMasq rules", "cached CNI results", "host-lo
 def _nothing_left(state: str, names: tuple[str, ...] = ("testvm",), qemus: list[int] = ()) -> None:
     left = {what: found for what, found in _leftovers(state, names, qemus).items() if found}
     assert not left, f"left after down: {left}"
-
-
-def _is_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        return False
 
 
 def test_up_get_console_down(cli, tmp_path):

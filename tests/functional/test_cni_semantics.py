@@ -16,7 +16,7 @@ from tests.support.fixtures import (
     primary_by_hand,
 )
 from tests.support.spec import validate_error, validate_result
-from tests.support.topology import Netns, dhcp_lease, sh, unique, veth
+from tests.support.topology import Netns, dhcp_lease, host_local_allocations, sh, unique, veth
 
 MASQ = {"type": "netplug", "binding": "masquerade"}
 
@@ -188,8 +188,7 @@ def test_failed_add_undoes_everything_including_ipam(netplug, pod, tmp_path):
     assert run.returncode == 1
     validate_error(run.json)
     assert run.json["code"] == 100 and "tap0" in run.json["msg"]
-    allocated = [f for f in os.listdir(os.path.join(data_dir, "vmnet")) if f[0].isdigit()]
-    assert allocated == [], "the IPAM allocation leaked"
+    assert host_local_allocations(data_dir, "vmnet") == {}, "the IPAM allocation leaked"
     assert set(pod.links()) == {"lo", "eth0", "tap0"}  # the foreign tap0 is left alone
     assert pod.sysctl("net/ipv4/ip_forward") == sysctl_before
     assert not pod.nft_ruleset() and not netplug.services() and not netplug.records()

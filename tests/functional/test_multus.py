@@ -25,7 +25,7 @@ from runtime.cnirt import CNIRuntime
 from runtime.multus import Multus, PodSandbox
 from tests.support.cnirt import exec_plugin
 from tests.support.fixtures import REFERENCE_PLUGINS, attach_guest
-from tests.support.topology import dhcp_lease, sh, unique
+from tests.support.topology import dhcp_lease, host_local_allocations, sh, unique
 
 NAD_TEMPLATE = """
 apiVersion: k8s.cni.cncf.io/v1
@@ -102,7 +102,7 @@ def test_pod_with_two_secondary_networks(netplug, pod_network, pod, guests, node
     assert set(pod.links()) == {"lo"}
     assert not pod.nft_ruleset() and not netplug.services() and not netplug.records()
     assert os.listdir(tmp_path / "cache" / "results") == []
-    assert [f for f in os.listdir(tmp_path / "ipam-red" / "red") if f[0].isdigit()] == []
+    assert host_local_allocations(str(tmp_path / "ipam-red"), "red") == {}
 
 
 def test_a_failing_delegate_undoes_the_ones_before(netplug, pod_network, pod, node_bridges, tmp_path):
@@ -133,7 +133,7 @@ def test_a_failing_delegate_undoes_the_ones_before(netplug, pod_network, pod, no
     assert set(pod.links()) == {"lo"}
     assert not pod.nft_ruleset() and not netplug.services() and not netplug.records()
     assert pod_network.allocations() == []
-    assert [f for f in os.listdir(tmp_path / "ipam-red" / "red") if f[0].isdigit()] == []
+    assert host_local_allocations(str(tmp_path / "ipam-red"), "red") == {}
 
 
 def test_unknown_nad_is_refused_before_anything_runs(netplug, pod_network, pod, tmp_path):

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.cnirt import PluginRun, Runtime, exec_plugin, sandbox_ips
 from tests.support.fixtures import Netplug, primary_by_hand
-from tests.support.topology import Netns
+from tests.support.topology import Netns, host_local_allocations
 
 PARALLEL = 32
 VM_RANGE = "10.83.0.0/24"
@@ -31,17 +31,6 @@ def _runtimes(np: Netplug, mode: str, agent_share: int = 1) -> list[Runtime]:
     fallback = Runtime(cni_path=np.runtime.cni_path,
                        extra_env={**np.runtime.extra_env, "NETPLUG_AGENT_SOCKET": os.path.join(np.workdir, "none.sock")})
     return [*[np.runtime] * agent_share, fallback]
-
-
-def _allocations(data_dir: str, network: str) -> dict[str, str]:
-    """host-local's reservations: address -> container ID."""
-    directory = os.path.join(data_dir, network)
-    found = {}
-    for name in os.listdir(directory) if os.path.isdir(directory) else []:
-        if name[0].isdigit():
-            with open(os.path.join(directory, name)) as f:
-                found[name] = f.read().split()[0]
-    return found
 
 
 @pytest.mark.timeout(600)
@@ -69,8 +58,8 @@ def test_parallel_adds_on_one_ipam_range_get_distinct_addresses(netplug_agent, p
         vm_ips = [r["ips"][-1]["address"].split("/")[0] for r in results]
         assert len(set(pod_ips)) == PARALLEL, sorted(pod_ips)
         assert len(set(vm_ips)) == PARALLEL, sorted(vm_ips)
-        assert _allocations(vm_ipam, "podnet") == dict(zip(vm_ips, ids, strict=True))
-        assert _allocations(pod_network.data_dir, "podnet") == dict(zip(pod_ips, ids, strict=True))
+        assert host_local_allocations(vm_ipam, "podnet") == dict(zip(vm_ips, ids, strict=True))
+        assert host_local_allocations(pod_network.data_dir, "podnet") == dict(zip(pod_ips, ids, strict=True))
         assert len(np.records()) == PARALLEL and len(np.services()) == PARALLEL
         # every attachment is complete: netplug's CHECK (the chain's would stop at the reference
         # bridge plugin, whose CHECK wants every address of the result on eth0, the VM's too)
@@ -90,7 +79,7 @@ def test_parallel_adds_on_one_ipam_range_get_distinct_addresses(netplug_agent, p
             pod.delete()
     assert not leftovers, leftovers
     assert np.records() == [] and np.services() == [] and np.service_files() == []
-    assert _allocations(vm_ipam, "podnet") == {} and pod_network.allocations() == []
+    assert host_local_allocations(vm_ipam, "podnet") == {} and pod_network.allocations() == []
 
 
 class Attachment:
@@ -109,7 +98,7 @@ class Attachment:
                            netns=self.pod.path, ifname="eth0", cni_path=runtime.cni_path, extra_env=runtime.extra_env)
 
     def allocations(self) -> dict[str, str]:
-        return _allocations(self.data_dir, "vmnet")
+        return host_local_allocations(self.data_dir, "vmnet")
 
     def assert_attached(self, result: dict) -> None:
         """Complete: CHECK passes (links, rules, sysctls, DHCP service), one record, one address."""

@@ -28,7 +28,7 @@ import pytest
 
 from tests.support.cnirt import PluginRun, exec_plugin
 from tests.support.fixtures import Netplug, primary_by_hand
-from tests.support.topology import Netns
+from tests.support.topology import Netns, host_local_allocations
 
 # at least these must be found, or the discovery (and with it this test) is broken
 KNOWN_STEPS = {
@@ -88,15 +88,7 @@ class Attachment:
 
 def allocations(data_dir: str) -> dict[str, str]:
     """host-local's reservations: address -> the container ID it is reserved for."""
-    directory = os.path.join(data_dir, "vmnet")
-    if not os.path.isdir(directory):
-        return {}
-    found = {}
-    for name in os.listdir(directory):
-        if name[0].isdigit():
-            with open(os.path.join(directory, name)) as f:
-                found[name] = f.read().split()[0]
-    return found
+    return host_local_allocations(data_dir, "vmnet")
 
 
 def crash(np: Netplug, attachment: Attachment, command: str, step: str) -> None:

@@ -38,7 +38,7 @@ from netplug.model.cni import SUPPORTED_VERSIONS
 from tests.support.cnirt import exec_with_env
 from tests.support.fixtures import Netplug, primary_by_hand
 from tests.support.spec import validate_error, validate_result
-from tests.support.topology import Netns
+from tests.support.topology import Netns, host_local_allocations
 
 EXAMPLES = int(os.environ.get("NETPLUG_FUZZ_EXAMPLES", "2000"))
 INPROCESS_EXAMPLES = int(os.environ.get("NETPLUG_FUZZ_INPROCESS_EXAMPLES", "60"))
@@ -119,10 +119,7 @@ class World:
             return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
 
     def allocations(self) -> list[str]:
-        found = []
-        for root, _, files in os.walk(self.ipam_dir):
-            found += [os.path.join(root, f) for f in files if f[0].isdigit() or ":" in f]
-        return found
+        return [os.path.join(self.ipam_dir, name) for name in host_local_allocations(self.ipam_dir)]
 
     def new_agent_log(self) -> str:
         path = os.path.join(self.np.workdir, "agent.log")

@@ -31,6 +31,7 @@ from tests.support.topology import (
     DhcpClient,
     Netns,
     TcpServer,
+    host_local_allocations,
     processes_mentioning,
     sh,
     tcp_request,
@@ -217,8 +218,7 @@ def test_a_full_state_disk_fails_add_cleanly(full_disk_netplug, pod, tmp_path):
                            cni_path=np.runtime.cni_path, extra_env=np.runtime.extra_env)
 
     def allocations() -> list[str]:
-        directory = os.path.join(data_dir, "vmnet")
-        return [f for f in os.listdir(directory) if f[0].isdigit()] if os.path.isdir(directory) else []
+        return list(host_local_allocations(data_dir, "vmnet"))
 
     def assert_clean(what: str) -> None:
         assert pod.snapshot() == baseline, f"the pod changed after {what}"

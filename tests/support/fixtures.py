@@ -20,7 +20,7 @@ import pytest
 from runtime.install import install_shim
 from tests.support.agent import StateDirCensus, start_agent, stop_agent
 from tests.support.cnirt import Runtime
-from tests.support.topology import Netns, sh, unique, veth
+from tests.support.topology import Netns, host_local_allocations, sh, unique, veth
 
 REFERENCE_PLUGINS = "/usr/lib/cni"
 _subnets = itertools.count(1)
@@ -143,10 +143,7 @@ class PodNetwork:
                 "plugins": [self.primary(ipv4=ipv4, ipv6=ipv6), *plugins]}
 
     def allocations(self) -> list[str]:
-        directory = os.path.join(self.data_dir, "podnet")
-        if not os.path.isdir(directory):
-            return []
-        return sorted(f for f in os.listdir(directory) if f[0].isdigit())
+        return sorted(host_local_allocations(self.data_dir, "podnet"))
 
 
 @pytest.fixture

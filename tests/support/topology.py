@@ -319,6 +319,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
         time.sleep(interval)
 
 
+def host_local_allocations(data_dir: str, network: str | None = None) -> dict[str, str]:
+    """host-local's reservations in its dataDir (one file per address, holding the container
+    ID): address -> container ID for one `network`, or "<network>/<address>" -> container ID
+    for every network there."""
+    found = {}
+    for net in [network] if network is not None else (sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []):
+        directory = os.path.join(data_dir, net)
+        for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+            try:
+                ipaddress.ip_address(name)
+            except ValueError:
+                continue  # its lock and last_reserved_ip.<range> files
+            with open(os.path.join(directory, name)) as f:
+                found[name if network is not None else f"{net}/{name}"] = f.read().split()[0]
+    return found
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Live (non-zombie) pids whose command line contains `text`."""
     return pids_mentioning(text.encode())
