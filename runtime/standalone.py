@@ -385,7 +385,8 @@ class Standalone:
                     found = session.get(name_)
                     if found is not None:
                         links[name_] = found
-                tables = [(t, nft.list_table("ip", t)) for t in {of_iface.nft_table for of_iface in names.values()}]
+                tables = [(family, t, nft.list_table(family, t)) for t in sorted({of.nft_table for of in names.values()})
+                          for family in ("ip", "ip6")]  # NAT and NAT66
         for iface in vmi.spec.domain.devices.interfaces:
             pod_iface = names[iface.name].pod
             status = macs.get(iface.name, {})
@@ -399,10 +400,10 @@ class Standalone:
                                  f"{('master ' + lk.master) if lk.master else ''} {' '.join(lk.addresses)}".rstrip())
             for lease in dhcp.leases(self.store.service_files(record["containerID"], pod_iface).leases):
                 lines.append(f"    DHCP lease: {lease.address} to {lease.mac or lease.duid}")
-        for table, objects in tables:
+        for family, table, objects in tables:
             if objects is None:
                 continue
-            lines.append(f"NAT (nftables table ip {table}):")
+            lines.append(f"NAT (nftables table {family} {table}):")
             for obj in objects:
                 rule = obj.get("rule")
                 if rule:
