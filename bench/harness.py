@@ -238,6 +238,11 @@ class Node(StateDirCensus):
         self.ipam_dir = os.path.join(self.workdir, "ipam")
         self.cni_path = [self.bin_dir, REFERENCE]
         self.env = {"NETPLUG_STATE_DIR": self.state_dir, "NETPLUG_AGENT_SOCKET": self.socket}
+        self.resolv_conf = os.path.join(self.workdir, "resolv.conf")
+        os.makedirs(self.workdir, exist_ok=True)
+        with open(self.resolv_conf, "w") as f:
+            f.write("search default.svc.cluster.local svc.cluster.local cluster.local\n"
+                    "nameserver 10.96.0.10\noptions ndots:5\n")
         if self.tree == REPO:
             install_shim(self.bin_dir, sys.executable)
         else:  # that revision's installer, run from its tree (it imports its own netplug there)
@@ -252,10 +257,10 @@ class Node(StateDirCensus):
         return {"type": "bridge", "bridge": self.bridge, "isDefaultGateway": True,
                 "ipam": {"type": "host-local", "subnet": self.subnet, "dataDir": self.ipam_dir}, **extra}
 
-    @staticmethod
-    def binding(binding: str = "masquerade", **extra) -> dict:
-        """netplug's binding entry, chained after the primary plugin."""
-        return {"type": "netplug", "binding": binding, "resolvConf": "/dev/null", **extra}
+    def binding(self, binding: str = "masquerade", **extra) -> dict:
+        """netplug's binding entry, chained after the primary plugin; the guest's DNS comes from
+        a resolv.conf like a pod's (the file a runtime gives netplug on a node)."""
+        return {"type": "netplug", "binding": binding, "resolvConf": self.resolv_conf, **extra}
 
     def pod_network(self, *plugins: dict, name: str = "benchnet") -> Chain:
         """The pod network's chain: the primary plugin, then `plugins` (netplug's binding)."""
