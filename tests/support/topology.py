@@ -158,28 +158,26 @@ def veth(a: Netns | None, a_name: str, b: Netns, b_name: str, *, b_mac: str | No
     b.ip("link", "set", b_name, "up")
 
 
-class TcpServer:
-    """A TCP server inside a netns that answers each connection with the peer's address."""
+class _ServedSocket:
+    """A socket that a background thread serves until `close()`: `_serve_one` handles one
+    connection or datagram; the 0.2 s timeout lets the thread notice `close()`."""
 
-    def __init__(self, ns: Netns, port: int, host: str = "0.0.0.0") -> None:
-        self.ns, self.port = ns, port
-        self.peers: list[str] = []
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = ns.run(lambda: socket.create_server((host, port), family=family, dualstack_ipv6=family == socket.AF_INET6))
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self.sock.settimeout(0.2)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
+    def _serve_one(self) -> None:
+        raise NotImplementedError
+
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
-                conn, peer = self.sock.accept()
+                self._serve_one()
             except (TimeoutError, OSError):
                 continue
-            with conn:
-                self.peers.append(peer[0])
-                conn.sendall(f"hello {peer[0]}\n".encode())
 
     def close(self) -> None:
         self._stop.set()
@@ -187,29 +185,34 @@ class TcpServer:
         self.sock.close()
 
 
-class UdpSink:
+class TcpServer(_ServedSocket):
+    """A TCP server inside a netns that answers each connection with the peer's address."""
+
+    def __init__(self, ns: Netns, port: int, host: str = "0.0.0.0") -> None:
+        self.ns, self.port = ns, port
+        self.peers: list[str] = []
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__(ns.run(lambda: socket.create_server((host, port), family=family,
+                                                             dualstack_ipv6=family == socket.AF_INET6)))
+
+    def _serve_one(self) -> None:
+        conn, peer = self.sock.accept()
+        with conn:
+            self.peers.append(peer[0])
+            conn.sendall(f"hello {peer[0]}\n".encode())
+
+
+class UdpSink(_ServedSocket):
     """Records the source address of every datagram that reaches `port` in `ns`."""
 
     def __init__(self, ns: Netns, port: int) -> None:
         self.sources: list[str] = []
-        self.sock = ns.run(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-        self.sock.bind(("0.0.0.0", port))
-        self.sock.settimeout(0.2)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        sock = ns.run(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        sock.bind(("0.0.0.0", port))
+        super().__init__(sock)
 
-    def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.sources.append(self.sock.recvfrom(100)[1][0])
-            except (TimeoutError, OSError):
-                continue
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join()
-        self.sock.close()
+    def _serve_one(self) -> None:
+        self.sources.append(self.sock.recvfrom(100)[1][0])
 
 
 def tcp_request(ns: Netns, host: str, port: int, timeout: float = 3.0) -> str | None:
