@@ -84,9 +84,26 @@ def _as_container(pod_netns: str, spec: dict, workdir: Path, **popen) -> subproc
                              sys.executable, "-m", "tests.support.as_container", str(spec_file)], cwd=REPO, **popen)
 
 
-def _netplug(argv: list[str]) -> list[str]:
-    """`netplug ...` as the image runs it: here, this repository's CLI with this interpreter."""
-    return [sys.executable, "-m", "runtime.cli", *argv[1:]] if argv[0] == "netplug" else argv
+def _netplug(argv: list[str], python: str) -> list[str]:
+    """`netplug ...` as the image runs it: here, this repository's CLI with `python`."""
+    return [python, "-m", "runtime.cli", *argv[1:]] if argv[0] == "netplug" else argv
+
+
+CHECKOUT_PARTS = ("netplug", "runtime", ".venv")  # what `python -m runtime.cli` reads of the checkout
+
+
+def _checkout_view(world: Path) -> tuple[Path, list[list[str]], str]:
+    """Where the containers see this checkout, the binds that make it (every container gets
+    them), and this run's interpreter there: the code and the venv bound into a directory of
+    `world`, as an image holds netplug at a path its user can read. The checkout's own
+    directory or its parents may be closed to the containers' user (a clone under /root, or
+    into a 0700 temporary directory)."""
+    view = world / "netplug"
+    view.mkdir()
+    checkout = Path(REPO)
+    binds = [[str(checkout / part), str(view / part)] for part in CHECKOUT_PARTS if (checkout / part).exists()]
+    inside = os.path.relpath(sys.executable, REPO)
+    return view, binds, sys.executable if inside.startswith("..") else str(view / inside)
 
 
 def test_a_launcher_pod_runs_its_vm_unprivileged(netplug_agent, pod_network, pod, guest_image, world):
@@ -121,6 +138,8 @@ def test_a_launcher_pod_runs_its_vm_unprivileged(netplug_agent, pod_network, pod
     termination.write_text("")
     termination.chmod(0o666)  # kubelet makes it writable for any user
 
+    view, binds, python = _checkout_view(world)
+
     def run_spec(c: dict, extra_dirs: dict[str, Path] | None = None) -> dict:
         context = c["securityContext"]
         assert context["capabilities"] == {"drop": ["ALL"]} and context["allowPrivilegeEscalation"] is False
@@ -132,10 +151,11 @@ def test_a_launcher_pod_runs_its_vm_unprivileged(netplug_agent, pod_network, pod
                 # the volumes, and the termination log kubelet mounts
                 "writable": [str(p) for p in mounts.values()] + [str(termination)],
                 "tmpfs": libvirt + ([["/dev/net", "0755"]] if "/dev/net/tun" in mounts else []),
+                "binds": binds,
                 "devices": [["/dev/net/tun", 10, 200, 0o666]] if "/dev/net/tun" in mounts else [],
-                "env": {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO),
+                "env": {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(view),
                         **{e["name"]: e["value"] for e in c.get("env", [])}},
-                "argv": _netplug(argv)}
+                "argv": _netplug(argv, python)}
 
     # --- kubelet: the init containers, in order, then the compute container
     for init in spec["initContainers"]:

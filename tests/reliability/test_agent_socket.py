@@ -24,10 +24,13 @@ MAGIC = b"NETPLUG/1\n"
 @pytest.fixture
 def world_readable_agent():
     """An agent whose workdir (shim, state, socket dir) other users may traverse, as /run and
-    /opt/cni/bin are on a node: only the socket's own protections keep them out."""
+    /opt/cni/bin are on a node: only the socket's own protections keep them out. The shim runs
+    with the node's python3, as `install-cni` sets it up on a node (the shim needs nothing but
+    the standard library): another user may not be able to reach this test run's venv at all
+    (a checkout under /root, or in a 0700 temporary directory)."""
     workdir = tempfile.mkdtemp(prefix="np-sock-", dir="/tmp")
     os.chmod(workdir, 0o755)
-    np = Netplug(mode="agent", workdir=workdir)
+    np = Netplug(mode="agent", workdir=workdir, shim_python="/usr/bin/python3")
     np.start_agent()
     yield np
     np.stop_agent()

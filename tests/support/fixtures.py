@@ -37,12 +37,14 @@ class Netplug(StateDirCensus):
     socket: str = ""
     agent: subprocess.Popen | None = None
     runtime: Runtime = field(default=None)  # type: ignore[assignment]
+    #: the shim's interpreter (its in-process fallback runs with it too); this test run's by default
+    shim_python: str = sys.executable
 
     def __post_init__(self) -> None:
         self.bin_dir = os.path.join(self.workdir, "bin")
         self.state_dir = os.path.join(self.workdir, "state")
         self.socket = os.path.join(self.workdir, "run", "agent.sock")
-        install_shim(self.bin_dir, sys.executable)
+        install_shim(self.bin_dir, self.shim_python)
         self.runtime = Runtime(
             cni_path=[self.bin_dir, REFERENCE_PLUGINS],
             extra_env={"NETPLUG_AGENT_SOCKET": self.socket, "NETPLUG_STATE_DIR": self.state_dir,
